@@ -1,0 +1,7 @@
+"""``python -m stn``."""
+
+import sys
+
+from stn.cli import main
+
+sys.exit(main())

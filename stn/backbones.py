@@ -1,0 +1,252 @@
+"""Classifier backbones: an ordered list of blocks, a head, and localisation-head presets.
+
+A block is one stage (conv, optional max-pool, nonlinearity, optional dropout); the
+depth of a spatial transformer counts the blocks before it. Every backbone of the
+paper is built by :func:`build_backbone` from a registered :class:`BackboneSpec`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from stn.geometry import PaddingMode
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """A conv layer: ``channels`` filters of ``kernel`` x ``kernel``.
+
+    pool: max-pool window after the conv (0: none); ``pool_stride`` defaults to the
+    window. pool_above: pool only when the map is wider than this (None: always).
+    """
+
+    channels: int
+    kernel: int
+    padding: int | str = 0
+    pool: int = 0
+    pool_stride: int | None = None
+    pool_above: int | None = None
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class LocHeadSpec:
+    """A localisation head: convs (ReLU after each), hidden linear layers, then 6 outputs.
+
+    downsample: average-pool factor applied first when the head reads the input image.
+    """
+
+    convs: tuple[ConvSpec, ...] = ()
+    hidden: tuple[int, ...] = (32,)
+    downsample: int = 1
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Everything needed to build a classifier and its localisation heads."""
+
+    input_shape: tuple[int, int, int]
+    blocks: tuple[ConvSpec, ...]
+    hidden: tuple[int, ...]
+    outputs: tuple[int, ...]
+    activation: str = "relu"
+    hidden_dropout: float = 0.0
+    padding_mode: PaddingMode = "border"
+    loc_heads: dict[str, LocHeadSpec] = field(default_factory=dict)
+
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "leaky_relu": lambda: nn.LeakyReLU(1 / 3),
+}
+
+
+def conv_stage(in_channels: int, spec: ConvSpec, size: int, activation: str) -> tuple[nn.Sequential, int]:
+    """A block (conv, pool, nonlinearity, dropout) and the map width it outputs."""
+    conv = nn.Conv2d(in_channels, spec.channels, spec.kernel, padding=spec.padding)
+    layers: list[nn.Module] = [conv]
+    size = size if spec.padding == "same" else size + 2 * int(spec.padding) - spec.kernel + 1
+    if size < 1:
+        raise ValueError(f"a {spec.kernel}x{spec.kernel} conv does not fit a map of width {size}")
+    if spec.pool and (spec.pool_above is None or size > spec.pool_above):
+        stride = spec.pool_stride or spec.pool
+        layers.append(nn.MaxPool2d(spec.pool, stride))
+        size = (size - spec.pool) // stride + 1
+    layers.append(ACTIVATIONS[activation]())
+    if spec.dropout:
+        layers.append(nn.Dropout(spec.dropout))
+    return nn.Sequential(*layers), size
+
+
+def mlp(in_features: int, hidden: Sequence[int], dropout: float, activation: str) -> nn.Sequential:
+    """Flatten, then linear layers with a nonlinearity (and dropout) after each."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    for width in hidden:
+        layers += [nn.Linear(in_features, width), ACTIVATIONS[activation]()]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        in_features = width
+    return nn.Sequential(*layers)
+
+
+class ClassifierHead(nn.Module):
+    """Hidden linear layers, then logits of shape (B, *outputs)."""
+
+    def __init__(self, in_features: int, spec: BackboneSpec) -> None:
+        super().__init__()
+        self.outputs = spec.outputs
+        self.body = mlp(in_features, spec.hidden, spec.hidden_dropout, spec.activation)
+        width = spec.hidden[-1] if spec.hidden else in_features
+        self.logits = nn.Linear(width, int(torch.tensor(spec.outputs).prod()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.body(x)).view(x.shape[0], *self.outputs)
+
+
+class Backbone(nn.Module):
+    """A classifier: ``blocks`` then ``head``; ``feature_shapes[d]`` is the map at depth d."""
+
+    def __init__(self, spec: BackboneSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        channels, size, _ = spec.input_shape
+        self.feature_shapes = [(channels, size, size)]
+        blocks = []
+        for block_spec in spec.blocks:
+            block, size = conv_stage(channels, block_spec, size, spec.activation)
+            channels = block_spec.channels
+            blocks.append(block)
+            self.feature_shapes.append((channels, size, size))
+        self.blocks = nn.ModuleList(blocks)
+        self.head = ClassifierHead(channels * size * size, spec)
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+
+BACKBONES: dict[str, Callable[..., BackboneSpec]] = {}
+
+
+def register_backbone(
+    name: str,
+) -> Callable[[Callable[..., BackboneSpec]], Callable[..., BackboneSpec]]:
+    """Register a function returning a BackboneSpec under ``name``."""
+
+    def decorator(factory: Callable[..., BackboneSpec]) -> Callable[..., BackboneSpec]:
+        BACKBONES[name] = factory
+        return factory
+
+    return decorator
+
+
+def backbone_spec(name: str, **kwargs: Any) -> BackboneSpec:
+    """The spec of a registered backbone; kwargs go to its factory."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}")
+    try:
+        return BACKBONES[name](**kwargs)
+    except TypeError as error:
+        raise ValueError(f"invalid arguments for backbone {name!r}: {error}") from None
+
+
+def build_backbone(name: str, **kwargs: Any) -> Backbone:
+    """Build a registered backbone; kwargs go to its factory."""
+    return Backbone(backbone_spec(name, **kwargs))
+
+
+@register_backbone("mnist")
+def mnist(
+    input_size: int = 28,
+    channels: Sequence[int] = (64, 64),
+    kernels: Sequence[int] = (9, 7),
+    loc_channels: int = 20,
+    loc_hidden: int = 20,
+) -> BackboneSpec:
+    """The paper's MNIST CNN: conv 9x9 (64), pool 2, ReLU; conv 7x7 (64), pool 2, ReLU; linear 10."""
+    if len(channels) != len(kernels):
+        raise ValueError(f"mnist backbone: {len(channels)} channels but {len(kernels)} kernels")
+    loc_conv = ConvSpec(loc_channels, 5, padding="same", pool=2, pool_above=20)
+    large_conv = replace(loc_conv, channels=2 * loc_channels)
+    return BackboneSpec(
+        input_shape=(1, input_size, input_size),
+        blocks=tuple(ConvSpec(c, k, pool=2) for c, k in zip(channels, kernels, strict=True)),
+        hidden=(),
+        outputs=(10,),
+        padding_mode="border",
+        loc_heads={
+            "small": LocHeadSpec((loc_conv, loc_conv), (loc_hidden,), downsample=2),
+            "large": LocHeadSpec((large_conv, large_conv), (2 * loc_hidden,), downsample=2),
+        },
+    )
+
+
+@register_backbone("svhn")
+def svhn(
+    input_size: int = 64,
+    channels: Sequence[int] = (48, 64, 128, 160, 192, 192, 192, 192),
+    hidden: Sequence[int] = (3072, 3072, 3072),
+    dropout: float = 0.5,
+    max_digits: int = 5,
+) -> BackboneSpec:
+    """Goodfellow et al.'s multi-digit network: 8 conv 5x5 layers, pool on alternate layers,
+    dropout after all but the first, 3 linear layers, and 5 x 11 outputs (10 digits + none)."""
+    blocks = tuple(
+        ConvSpec(c, 5, padding=2, pool=2 if i % 2 else 0, dropout=dropout if i else 0.0)
+        for i, c in enumerate(channels)
+    )
+    loc_conv = ConvSpec(32, 5, padding=2)
+    return BackboneSpec(
+        input_shape=(3, input_size, input_size),
+        blocks=blocks,
+        hidden=tuple(hidden),
+        hidden_dropout=dropout,
+        outputs=(max_digits, 11),
+        padding_mode="zeros",
+        loc_heads={
+            "small": LocHeadSpec((), (32, 32)),
+            "large": LocHeadSpec((replace(loc_conv, pool=2), loc_conv), (32, 32)),
+        },
+    )
+
+
+@register_backbone("plankton")
+def plankton(
+    input_size: int = 95,
+    channels: Sequence[int] = (32, 32, 64, 64, 128, 128, 128, 256, 256, 256),
+    pool_after: Sequence[int] = (2, 4, 7, 10),
+    hidden: Sequence[int] = (512, 512),
+    dropout: float = 0.5,
+    num_classes: int = 121,
+) -> BackboneSpec:
+    """The Plankton network: LeakyReLU(1/3), ten conv 3x3, max-pool 3x3/2 after layers
+    2, 4, 7 and 10, two linear layers of 512 with dropout, 121 classes. The
+    localisation heads are not given in the paper (our choice)."""
+    blocks = tuple(
+        ConvSpec(c, 3, padding=1, pool=3 if i + 1 in pool_after else 0, pool_stride=2)
+        for i, c in enumerate(channels)
+    )
+    loc_conv = ConvSpec(32, 3, padding=1, pool=2, pool_above=12)
+    return BackboneSpec(
+        input_shape=(1, input_size, input_size),
+        blocks=blocks,
+        hidden=tuple(hidden),
+        hidden_dropout=dropout,
+        outputs=(num_classes,),
+        activation="leaky_relu",
+        padding_mode="border",
+        loc_heads={
+            "small": LocHeadSpec((loc_conv, loc_conv), (64,), downsample=2),
+            "large": LocHeadSpec((loc_conv, loc_conv, replace(loc_conv, channels=64)), (128,), downsample=2),
+        },
+    )

@@ -1,0 +1,1 @@
+"""Data sets, raw-file downloads and on-device augmentation."""

@@ -1,0 +1,164 @@
+"""Batched, on-device augmentation for MNIST R, S and T.
+
+One mechanism for every task: the digit (shifted by whole pixels) and clutter
+patches cut from other digits are sprites, each resampled through the same random
+rotation and scale into a window of the output canvas and max-combined there. Everything is a tensor
+operation on the digits' device; there is no per-sample Python.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from stn.geometry import affine_matrix, sample
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A transformed-MNIST task.
+
+    canvas: output width in pixels. rotation: angles drawn from U(-rotation, rotation)
+    degrees. log2_scale: scales 2^U(lo, hi). translation: shifts U{-t..t} pixels per
+    axis. clutter: number of ``clutter_size`` patches of other digits, scaled with
+    the digit. test_repeats: augmented copies of each test digit in the fixed test set.
+    """
+
+    name: str
+    canvas: int = 28
+    rotation: float = 0.0
+    log2_scale: tuple[float, float] = (0.0, 0.0)
+    translation: int = 0
+    clutter: int = 0
+    clutter_size: int = 6
+    test_repeats: int = 1
+    digit_size: int = field(default=28, repr=False)
+
+    def __post_init__(self) -> None:
+        lo, hi = self.log2_scale
+        checks = {
+            "canvas must be at least the digit size (28)": self.canvas >= self.digit_size,
+            "rotation must be >= 0": self.rotation >= 0,
+            "log2_scale must be [lo, hi] with lo <= hi": lo <= hi,
+            "translation must be >= 0": self.translation >= 0,
+            "clutter must be >= 0": self.clutter >= 0,
+            "clutter_size must lie in [1, 28]": 1 <= self.clutter_size <= self.digit_size,
+            "test_repeats must be >= 1": self.test_repeats >= 1,
+            "the shifted digit must fit the canvas (canvas >= 28 + 2 * translation)": (
+                self.canvas >= self.digit_size + 2 * self.translation
+            ),
+        }
+        failed = [message for message, ok in checks.items() if not ok]
+        if failed:
+            raise ValueError(f"task {self.name!r}: " + "; ".join(failed))
+
+
+PAPER_TASKS = {
+    "R": TaskSpec("R", canvas=28, rotation=90.0),
+    "S": TaskSpec("S", canvas=112, log2_scale=(-1.0, 2.0), clutter=6),
+    "T": TaskSpec("T", canvas=60, translation=16, clutter=6),
+}
+
+
+def paste_max(canvas: Tensor, patches: Tensor, top: Tensor, left: Tensor) -> None:
+    """Max-combine ``patches`` (B, K, h, w) into ``canvas`` (B, H, W) in place at (top, left) (B, K)."""
+    b, _, h, w = patches.shape
+    width = canvas.shape[-1]
+    rows = top.unsqueeze(-1) + torch.arange(h, device=canvas.device)
+    cols = left.unsqueeze(-1) + torch.arange(w, device=canvas.device)
+    index = rows.unsqueeze(-1) * width + cols.unsqueeze(-2)
+    canvas.view(b, -1).scatter_reduce_(1, index.reshape(b, -1), patches.reshape(b, -1), "amax")
+
+
+def draw_sprites(canvas: Tensor, sprites: Tensor, centres: Tensor, inverse: Tensor, window: int) -> None:
+    """Draw sprites (B, K, h, w) transformed into ``canvas`` (B, C, C), max-combined, in place.
+
+    ``centres`` (B, K, 2) are the sprites' centres (x, y) in pixels from the canvas
+    centre before the transformation; ``inverse`` (B, 2, 2) maps an output offset
+    to a pre-transformation offset. Each sprite is resampled into a ``window`` wide
+    square around its transformed centre: only that window is computed.
+    """
+    b, k, h, w = sprites.shape
+    size = canvas.shape[-1]
+    device = canvas.device
+    # where each centre lands on the output canvas
+    landed = torch.linalg.solve(inverse[:, None], centres.unsqueeze(-1)).squeeze(-1)
+    corner = (landed + (size - window) / 2).round().clamp(0, size - window)
+    # sprite coordinates (normalised) of the window's pixel centres: affine in (x, y)
+    half = torch.tensor([w / 2, h / 2], device=device, dtype=canvas.dtype)
+    m = (inverse / half[:, None])[:, None]  # (B, 1, 2, 2)
+    offset = (m @ (corner + 0.5 - size / 2).unsqueeze(-1)).squeeze(-1) - centres / half
+    steps = torch.arange(window, device=device, dtype=canvas.dtype)
+    along_x = m[..., 0, None] * steps  # (B, 1, 2, W): change per step in x
+    along_y = m[..., 1, None] * steps
+    grid = along_x.unsqueeze(-2) + along_y.unsqueeze(-1) + offset[..., None, None]
+    grid = grid.permute(0, 1, 3, 4, 2)  # (B, K, W, W, 2) as (x, y)
+    drawn = sample(sprites.reshape(b * k, 1, h, w), grid.reshape(b * k, window, window, 2))
+    corner = corner.long()
+    paste_max(canvas, drawn.view(b, k, window, window), corner[..., 1], corner[..., 0])
+
+
+def _uniform(shape: tuple[int, ...], low: float | Tensor, high: float | Tensor, gen, device) -> Tensor:
+    return low + (high - low) * torch.rand(shape, generator=gen, device=device)
+
+
+def _on_pixel_grid(centre: Tensor, sprite: int, canvas: int) -> Tensor:
+    """Round a centre so an untransformed sprite's pixels fall on the canvas's pixels."""
+    return (centre - sprite / 2 + canvas / 2).round() + sprite / 2 - canvas / 2
+
+
+def augment(
+    digits: Tensor, task: TaskSpec, generator: torch.Generator | None = None
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Transform a batch of digits (B, 28, 28), uint8 or float in [0, 1].
+
+    Returns images (B, 1, canvas, canvas) in [0, 1] and the drawn parameters
+    (``angle`` degrees, ``scale``, ``shift`` pixels (B, 2) as (dx, dy)). The digit
+    is shifted, then rotated and scaled about the canvas centre.
+    """
+    device, gen = digits.device, generator
+    images = digits.float() / 255.0 if digits.dtype == torch.uint8 else digits.float()
+    b, size, canvas_size = images.shape[0], images.shape[-1], task.canvas
+
+    t = task.translation
+    shift = torch.randint(-t, t + 1, (b, 2), generator=gen, device=device).float()
+    angle = _uniform((b,), -task.rotation, task.rotation, gen, device)
+    scale = 2.0 ** _uniform((b,), task.log2_scale[0], task.log2_scale[1], gen, device)
+    inverse = affine_matrix(angle, 1.0 / scale, device=device)[:, :, :2]
+    growth = 2.0 ** task.log2_scale[1] * (math.sqrt(2) if task.rotation else 1.0)
+
+    def window(sprite: int) -> int:
+        return min(canvas_size, math.ceil(sprite * growth) + 2)
+
+    canvas = torch.zeros(b, canvas_size, canvas_size, device=device)
+    centre = _on_pixel_grid(shift, size, canvas_size)
+    draw_sprites(canvas, images[:, None], centre[:, None], inverse, window(size))
+
+    if task.clutter:
+        k, n = task.clutter_size, task.clutter
+        step = torch.randint(1, max(b, 2), (b, n), generator=gen, device=device)
+        others = (torch.arange(b, device=device)[:, None] + step) % b
+        crop = torch.randint(0, size - k + 1, (b, n, 2), generator=gen, device=device)
+        rows = (crop[..., 0, None] + torch.arange(k, device=device)).unsqueeze(-1)
+        cols = (crop[..., 1, None] + torch.arange(k, device=device)).unsqueeze(-2)
+        patches = images[others[..., None, None], rows, cols]
+        # clutter lies uniformly over what stays visible of the untransformed plane
+        reach = (canvas_size / (2 * scale) - k / 2).clamp(min=0)[:, None, None]
+        centres = _uniform((b, n, 2), -reach, reach, gen, device)
+        draw_sprites(canvas, patches, _on_pixel_grid(centres, k, canvas_size), inverse, window(k))
+
+    return canvas[:, None].clamp_(0.0, 1.0), {"angle": angle, "scale": scale, "shift": shift}
+
+
+def make_test_set(images: Tensor, labels: Tensor, task: TaskSpec, seed: int) -> tuple[Tensor, Tensor]:
+    """The fixed test set of a task: ``test_repeats`` augmented copies of each digit, as uint8."""
+    generator = torch.Generator().manual_seed(seed)
+    digits = images.repeat(task.test_repeats, 1, 1)
+    out = []
+    for start in range(0, len(digits), 1024):
+        batch, _ = augment(digits[start : start + 1024], task, generator)
+        out.append((batch * 255).round().to(torch.uint8))
+    return torch.cat(out), labels.repeat(task.test_repeats)

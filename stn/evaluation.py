@@ -1,0 +1,86 @@
+"""Fixed test sets and the evaluation of trained networks on them."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from stn.config import resolve_run_config, task_spec
+from stn.data.augment import make_test_set
+from stn.data.mnist import load_digits
+from stn.io import load_torch, save_json, save_torch
+from stn.networks import STNetwork
+from stn.training import load_checkpoint, resolve_device
+
+
+def test_set_key(config: dict[str, Any]) -> dict[str, Any]:
+    """What determines a test set: the data (less where it is stored) and the task."""
+    data = {k: v for k, v in config["data"].items() if k not in ("root", "mirrors")}
+    return {"data": data, "task": config["task"]}
+
+
+def prepare_test_set(config: dict[str, Any] | Path | str, out: Path | str) -> Path:
+    """Generate the task's fixed test set once (seeded by ``task.test_seed``) and save it."""
+    config = resolve_run_config(config)
+    data = config["data"]
+    digits = load_digits(
+        data["source"], data["root"], data["mirrors"], data["test_fraction"], data["split_seed"]
+    )
+    images, labels = make_test_set(
+        digits.test_images, digits.test_labels, task_spec(config), config["task"]["test_seed"]
+    )
+    save_torch({"images": images, "labels": labels, **test_set_key(config)}, out)
+    return Path(out)
+
+
+@torch.no_grad()
+def error_rate(
+    model: STNetwork, images: Tensor, labels: Tensor, batch_size: int, device: torch.device
+) -> float:
+    """Test error in %: a sample is correct when every output position is."""
+    model.eval()
+    wrong = 0
+    for start in range(0, len(images), batch_size):
+        x = images[start : start + batch_size].to(device).float() / 255.0
+        y = labels[start : start + batch_size].to(device)
+        predicted = model(x).argmax(-1)
+        wrong += int((predicted != y).reshape(len(y), -1).any(dim=1).sum())
+    return 100.0 * wrong / len(images)
+
+
+def evaluate(
+    checkpoint: Path | str,
+    test_set: Path | str,
+    out: Path | str | None = None,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Evaluate a checkpoint on a prepared test set; write the metrics JSON to ``out``."""
+    dev = resolve_device(device)
+    model, content = load_checkpoint(checkpoint, dev)
+    config = content["config"]
+    test = load_torch(test_set)
+    expected = test_set_key(config)
+    if {"data": test["data"], "task": test["task"]} != expected:
+        raise ValueError(
+            f"{test_set} was made for another data set or task than {checkpoint}: "
+            f"{ {'data': test['data'], 'task': test['task']} } != {expected}"
+        )
+    began = time.perf_counter()
+    error = error_rate(model, test["images"], test["labels"], config["train"]["eval_batch_size"], dev)
+    metrics = {
+        "network": config["model"]["network"],
+        "task": config["task"]["name"],
+        "seed": config["seed"],
+        "test_error": error,
+        "test_size": len(test["labels"]),
+        "eval_seconds": time.perf_counter() - began,
+        **content["train_stats"],
+        "config": config,
+    }
+    if out is not None:
+        save_json(metrics, out)
+    return metrics

@@ -1,0 +1,137 @@
+"""Affine warps in the normalised coordinates of ``affine_grid``.
+
+A matrix ``theta`` (B, 2, 3) maps an output location ``p`` to the input location
+``theta @ [p, 1]`` that is sampled there, so ``warp(warp(x, a), b)`` equals
+``warp(x, compose(a, b))`` up to interpolation and ``warp(warp(x, a), invert(a))``
+returns ``x`` away from the borders.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+PaddingMode = Literal["zeros", "border", "reflection"]
+ALIGN_CORNERS = False
+"""Pinned for every warp: pixel centres at ``(2i + 1) / n - 1``."""
+
+
+def identity(batch: int, device: torch.device | None = None, dtype=torch.float32) -> Tensor:
+    """``batch`` identity matrices of shape (batch, 2, 3)."""
+    eye = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], device=device, dtype=dtype)
+    return eye.expand(batch, 2, 3).clone()
+
+
+def to_homogeneous(theta: Tensor) -> Tensor:
+    """(B, 2, 3) -> (B, 3, 3) with last row ``[0, 0, 1]``."""
+    last = torch.zeros_like(theta[:, :1, :])
+    last[:, :, 2] = 1.0
+    return torch.cat([theta, last], dim=1)
+
+
+def compose(first: Tensor, second: Tensor) -> Tensor:
+    """The warp that applies ``first`` and then ``second``: ``first @ second`` as 3x3."""
+    return (to_homogeneous(first) @ to_homogeneous(second))[:, :2, :]
+
+
+def invert(theta: Tensor) -> Tensor:
+    """The inverse warp of ``theta``."""
+    return torch.linalg.inv(to_homogeneous(theta))[:, :2, :]
+
+
+def affine_grid(theta: Tensor, height: int, width: int) -> Tensor:
+    """The sampling grid (B, H, W, 2) of ``theta``, as ``F.affine_grid`` with ``ALIGN_CORNERS``.
+
+    Built by broadcasting: much faster than ``F.affine_grid``'s batched matmul on CPU.
+    """
+    ys = (torch.arange(height, device=theta.device, dtype=theta.dtype) * 2 + 1) / height - 1
+    xs = (torch.arange(width, device=theta.device, dtype=theta.dtype) * 2 + 1) / width - 1
+    t = theta[:, :, :, None, None]
+    grid = t[:, :, 0] * xs + t[:, :, 1] * ys[:, None] + t[:, :, 2]
+    return grid.permute(0, 2, 3, 1)
+
+
+def sample(image: Tensor, grid: Tensor, padding_mode: PaddingMode = "zeros") -> Tensor:
+    """Bilinear ``grid_sample`` with the pinned ``ALIGN_CORNERS``."""
+    return F.grid_sample(
+        image,
+        grid.to(image.dtype),
+        mode="bilinear",
+        padding_mode=padding_mode,
+        align_corners=ALIGN_CORNERS,
+    )
+
+
+def warp(
+    image: Tensor,
+    theta: Tensor,
+    size: tuple[int, int] | None = None,
+    padding_mode: PaddingMode = "zeros",
+) -> Tensor:
+    """Bilinearly resample ``image`` (B, C, H, W) at the grid ``theta`` generates.
+
+    ``size`` is the output (H, W); by default the input's.
+    """
+    out_h, out_w = size or image.shape[-2:]
+    return sample(image, affine_grid(theta.to(image.dtype), out_h, out_w), padding_mode)
+
+
+def affine_matrix(
+    angle_deg: Tensor | float = 0.0,
+    scale_x: Tensor | float = 1.0,
+    scale_y: Tensor | float | None = None,
+    shear: Tensor | float = 0.0,
+    tx: Tensor | float = 0.0,
+    ty: Tensor | float = 0.0,
+    device: torch.device | None = None,
+) -> Tensor:
+    """``theta = [R(angle) @ [[sx, shear * sy], [0, sy]] | (tx, ty)]``, batched by broadcasting.
+
+    ``scale_y`` defaults to ``scale_x`` (isotropic). The inverse of :func:`decompose`.
+    """
+    values = [angle_deg, scale_x, scale_x if scale_y is None else scale_y, shear, tx, ty]
+    tensors = [torch.as_tensor(v, dtype=torch.float32, device=device).reshape(-1) for v in values]
+    angle, sx, sy, sh, x, y = torch.broadcast_tensors(*tensors)
+    rad = torch.deg2rad(angle)
+    cos, sin = torch.cos(rad), torch.sin(rad)
+    row0 = torch.stack([cos * sx, cos * sh * sy - sin * sy, x], dim=-1)
+    row1 = torch.stack([sin * sx, sin * sh * sy + cos * sy, y], dim=-1)
+    return torch.stack([row0, row1], dim=-2)
+
+
+def decompose(theta: Tensor) -> dict[str, Tensor]:
+    """Read rotation (degrees), scales, shear and translation out of ``theta`` (B, 2, 3).
+
+    Uses ``A = R(angle) @ [[sx, shear * sy], [0, sy]]`` (a QR decomposition with a
+    positive ``sx``); a reflection shows as a negative ``sy``. The rotation equals
+    ``-atan2(a01 - a10, a00 + a11)`` only for similarity matrices; for general
+    matrices it is the angle of the first column.
+    """
+    a = theta[:, :, :2]
+    sx = torch.linalg.vector_norm(a[:, :, 0], dim=-1)
+    angle = torch.atan2(a[:, 1, 0], a[:, 0, 0])
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # R(-angle) @ A = [[sx, m01], [0, sy]]
+    m01 = cos * a[:, 0, 1] + sin * a[:, 1, 1]
+    sy = -sin * a[:, 0, 1] + cos * a[:, 1, 1]
+    return {
+        "angle": torch.rad2deg(angle),
+        "scale_x": sx,
+        "scale_y": sy,
+        "shear": m01 / sy,
+        "tx": theta[:, 0, 2],
+        "ty": theta[:, 1, 2],
+    }
+
+
+def rotation_angle(theta: Tensor) -> Tensor:
+    """The rotation (degrees) of the closest similarity: ``atan2(a10 - a01, a00 + a11)``."""
+    return torch.rad2deg(torch.atan2(theta[:, 1, 0] - theta[:, 0, 1], theta[:, 0, 0] + theta[:, 1, 1]))
+
+
+def pixels_to_normalised(pixels: Tensor | float, size: int) -> Tensor | float:
+    """A shift of ``pixels`` in an image of ``size`` pixels, in normalised units."""
+    return pixels * 2.0 / size

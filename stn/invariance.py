@@ -1,0 +1,88 @@
+"""Invariance checks: how a network's output changes when its input is transformed.
+
+:func:`output_change` measures a trained network as it is. :func:`oracle_output_change`
+replaces the localisation networks by an oracle that predicts the exact inverse of
+the applied transformation: a network whose transformer warps the *input* then
+computes what it computes on the untransformed image (up to interpolation), while
+one that warps *feature maps* (STN-CX, X > 0) cannot, because a rotated image
+activates other channels, not the same channels at rotated places.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor
+
+from stn.geometry import affine_matrix, identity, invert, warp
+from stn.networks import SpatialTransformer, STNetwork
+
+
+def transformation(kind: str, amount: float, batch: int, device: torch.device | None = None) -> Tensor:
+    """Warps (B, 2, 3) of one ``kind``: ``rotation`` (degrees), ``scale`` (factor by which the
+    content grows) or ``translation`` (fraction of the image width)."""
+    if kind == "rotation":
+        theta = affine_matrix(amount, device=device)
+    elif kind == "scale":
+        theta = affine_matrix(0.0, 1.0 / amount, device=device)
+    elif kind == "translation":
+        theta = affine_matrix(0.0, 1.0, None, 0.0, -2.0 * amount, 0.0, device=device)
+    else:
+        raise ValueError(f"unknown transformation {kind!r}; valid: rotation, scale, translation")
+    return theta.expand(batch, 2, 3)
+
+
+def relative_change(reference: Tensor, other: Tensor) -> Tensor:
+    """Per-sample ``||other - reference|| / ||reference||``."""
+    ref, oth = reference.flatten(1), other.flatten(1)
+    return torch.linalg.vector_norm(oth - ref, dim=1) / torch.linalg.vector_norm(ref, dim=1).clamp_min(1e-12)
+
+
+def _transformers_in_order(model: STNetwork) -> list[SpatialTransformer]:
+    features = sorted(model.feature_transformers.items(), key=lambda item: int(item[0]))
+    return [*model.input_transformers, *(module for _, module in features)]
+
+
+@contextmanager
+def oracle(model: STNetwork, theta: Tensor) -> Iterator[None]:
+    """Within the block, the first transformer call predicts ``theta``, every later one the identity."""
+    modules = _transformers_in_order(model)
+    if not modules:
+        raise ValueError(f"{model.spec.name} has no spatial transformer to replace by an oracle")
+    calls = 0
+
+    def predict(x: Tensor) -> Tensor:
+        nonlocal calls
+        calls += 1
+        return theta if calls == 1 else identity(len(x), x.device)
+
+    try:
+        for module in modules:
+            module.forward = predict
+        yield
+    finally:
+        for module in modules:
+            del module.forward
+
+
+def transformed(images: Tensor, theta: Tensor, padding_mode: str = "border") -> Tensor:
+    return warp(images, theta, padding_mode=padding_mode)
+
+
+@torch.no_grad()
+def output_change(model: STNetwork, images: Tensor, theta: Tensor) -> Tensor:
+    """Per-sample relative change of the output when the input is warped by ``theta``."""
+    model.eval()
+    return relative_change(model(images), model(transformed(images, theta, model.padding_mode)))
+
+
+@torch.no_grad()
+def oracle_output_change(model: STNetwork, images: Tensor, theta: Tensor) -> Tensor:
+    """Like :func:`output_change`, with localisation replaced by the oracle inverse of ``theta``."""
+    model.eval()
+    with oracle(model, identity(len(images), images.device)):
+        reference = model(images)
+    with oracle(model, invert(theta)):
+        return relative_change(reference, model(transformed(images, theta, model.padding_mode)))

@@ -1,0 +1,39 @@
+"""Shared fixtures: small real MNIST digits and tiny run configs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stn.data.mnist import Digits, load_digits
+
+TINY_BACKBONE = {"channels": [6, 8], "loc_channels": 4, "loc_hidden": 8}
+
+
+@pytest.fixture(scope="session")
+def digits() -> Digits:
+    return load_digits("embedded")
+
+
+@pytest.fixture()
+def images(digits: Digits) -> torch.Tensor:
+    """32 test digits as float (B, 1, 28, 28) in [0, 1]."""
+    return digits.test_images[:32, None].float() / 255.0
+
+
+def tiny_config(**overrides) -> dict:
+    """A run config that trains in about a second on a CPU."""
+    config = {
+        "seed": 0,
+        "device": "cpu",
+        "task": {"name": "R", "canvas": 28, "rotation": 90},
+        "model": {"network": "STN-SL1", "backbone_args": dict(TINY_BACKBONE)},
+        "train": {"batch_size": 32, "epochs": None, "iterations": 12, "checkpoint_every": 4},
+    }
+    for key, value in overrides.items():
+        section, _, leaf = key.partition("__")
+        if leaf:
+            config.setdefault(section, {})[leaf] = value
+        else:
+            config[section] = value
+    return config

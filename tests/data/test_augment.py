@@ -1,0 +1,85 @@
+import pytest
+import torch
+
+from stn.data.augment import PAPER_TASKS, TaskSpec, augment, make_test_set
+
+
+@pytest.mark.parametrize("name", ["R", "S", "T"])
+def test_paper_tasks_shapes_ranges_and_draws(digits, name):
+    task = PAPER_TASKS[name]
+    images, params = augment(digits.train_images[:200], task, torch.Generator().manual_seed(0))
+    assert images.shape == (200, 1, task.canvas, task.canvas)
+    assert images.min() >= 0 and images.max() <= 1
+    assert params["angle"].abs().max() <= task.rotation
+    lo, hi = task.log2_scale
+    log_scale = params["scale"].log2()
+    assert log_scale.min() >= lo - 1e-6 and log_scale.max() <= hi + 1e-6
+    assert params["shift"].abs().max() <= task.translation
+    if task.rotation:
+        assert params["angle"].std() > task.rotation / 3  # spread over the range, not stuck
+    if task.translation:
+        assert params["shift"].abs().max() == task.translation
+
+
+def test_same_generator_seed_same_images(digits):
+    task = PAPER_TASKS["S"]
+    a, _ = augment(digits.train_images[:16], task, torch.Generator().manual_seed(5))
+    b, _ = augment(digits.train_images[:16], task, torch.Generator().manual_seed(5))
+    c, _ = augment(digits.train_images[:16], task, torch.Generator().manual_seed(6))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_translation_moves_the_digit_by_whole_pixels(digits):
+    task = TaskSpec("T", canvas=60, translation=16)
+    images, params = augment(digits.train_images[:8], task, torch.Generator().manual_seed(1))
+    for image, digit, (dx, dy) in zip(
+        images[:, 0], digits.train_images[:8], params["shift"].long(), strict=True
+    ):
+        top, left = 16 + int(dy), 16 + int(dx)
+        torch.testing.assert_close(image[top : top + 28, left : left + 28], digit.float() / 255)
+        assert image.sum() == pytest.approx(digit.float().sum().item() / 255, rel=1e-5)
+
+
+def test_clutter_adds_ink_only_when_asked(digits):
+    batch = digits.train_images[:64]
+    plain, _ = augment(batch, TaskSpec("T", canvas=60, translation=16), torch.Generator().manual_seed(0))
+    clutter, _ = augment(
+        batch, TaskSpec("T", canvas=60, translation=16, clutter=6), torch.Generator().manual_seed(0)
+    )
+    assert plain.sum(dim=(1, 2, 3)).allclose(batch.float().sum(dim=(1, 2)) / 255)
+    assert (clutter.sum(dim=(1, 2, 3)) >= plain.sum(dim=(1, 2, 3)) - 1e-4).all()
+    assert clutter.sum() > plain.sum() * 1.05
+
+
+def test_scale_changes_the_digit_size(digits):
+    batch = digits.train_images[:1].repeat(2, 1, 1)
+    small, _ = augment(batch, TaskSpec("S", canvas=112, log2_scale=(-1.0, -1.0)))
+    large, _ = augment(batch, TaskSpec("S", canvas=112, log2_scale=(1.0, 1.0)))
+    assert large.sum() / small.sum() == pytest.approx(16.0, rel=0.1)  # ink grows with the area
+
+
+def test_augmentation_runs_on_the_digits_device(digits):
+    images, params = augment(digits.train_images[:4].to("cpu"), PAPER_TASKS["R"])
+    assert images.device.type == "cpu" and params["angle"].device.type == "cpu"
+
+
+def test_fixed_test_set_is_reproducible(digits):
+    task = TaskSpec("R", rotation=90, test_repeats=3)
+    images, labels = make_test_set(digits.test_images[:20], digits.test_labels[:20], task, seed=7)
+    again, _ = make_test_set(digits.test_images[:20], digits.test_labels[:20], task, seed=7)
+    assert images.dtype == torch.uint8 and images.shape == (60, 1, 28, 28)
+    assert torch.equal(images, again) and torch.equal(labels[:20], labels[20:40])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"canvas": 20}, "canvas"),
+        ({"log2_scale": (1.0, 0.0)}, "log2_scale"),
+        ({"canvas": 40, "translation": 10}, "shifted digit"),
+        ({"clutter_size": 30}, "clutter_size"),
+    ],
+)
+def test_invalid_tasks_are_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TaskSpec("X", **kwargs)

@@ -1,0 +1,244 @@
+"""Verified downloads of (fake) MNIST raw files from a local HTTP server."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stn.data.download import DownloadError, RemoteFile, fetch, fetch_all, md5sum
+from stn.data.mnist_files import MNIST_FILES, load_official_mnist, read_idx
+
+_CODES = {np.dtype("u1"): 0x08, np.dtype("i1"): 0x09, np.dtype("i2"): 0x0B, np.dtype("i4"): 0x0C}
+_CODES |= {np.dtype("f4"): 0x0D, np.dtype("f8"): 0x0E}
+
+
+def idx_bytes(arr: np.ndarray) -> bytes:
+    """Encode ``arr`` as an uncompressed IDX file."""
+    header = bytes([0, 0, _CODES[arr.dtype], arr.ndim])
+    header += b"".join(d.to_bytes(4, "big") for d in arr.shape)
+    return header + arr.astype(arr.dtype.newbyteorder(">")).tobytes()
+
+
+@dataclass
+class FakeMnist:
+    """Small generated MNIST-like raw files, their arrays and ``RemoteFile`` entries."""
+
+    arrays: dict[str, np.ndarray]
+    blobs: dict[str, bytes]
+    files: dict[str, RemoteFile]
+
+    def place(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        for name, blob in self.blobs.items():
+            (root / name).write_bytes(blob)
+
+
+@pytest.fixture(scope="module")
+def fake() -> FakeMnist:
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train_images": rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
+        "train_labels": rng.integers(0, 10, 20, dtype=np.uint8),
+        "test_images": rng.integers(0, 256, (8, 28, 28), dtype=np.uint8),
+        "test_labels": rng.integers(0, 10, 8, dtype=np.uint8),
+    }
+    blobs, files = {}, {}
+    for key, arr in arrays.items():
+        blob = gzip.compress(idx_bytes(arr), mtime=0)
+        name = f"fake-{MNIST_FILES[key].name}"
+        blobs[name] = blob
+        files[key] = RemoteFile(name, hashlib.md5(blob).hexdigest())
+    return FakeMnist(arrays, blobs, files)
+
+
+@dataclass
+class Server:
+    """Local mirror server: ``/good/`` serves the files, ``/corrupt/`` flips a byte, else 404."""
+
+    base: str
+    requests: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def server(fake: FakeMnist) -> Iterator[Server]:
+    requests: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requests.append(self.path)
+            mode, _, name = self.path.strip("/").partition("/")
+            blob = fake.blobs.get(name)
+            if blob is None or mode not in ("good", "corrupt"):
+                self.send_error(404)
+                return
+            if mode == "corrupt":
+                blob = blob[:-1] + bytes([blob[-1] ^ 0xFF])
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(blob)))
+            self.end_headers()
+            self.wfile.write(blob)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    try:
+        yield Server(f"http://127.0.0.1:{httpd.server_address[1]}", requests)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """A URL on a local port nobody listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/mnist/"
+
+
+def assert_roundtrip(result: tuple[np.ndarray, ...], fake: FakeMnist) -> None:
+    keys = ("train_images", "train_labels", "test_images", "test_labels")
+    for key, arr in zip(keys, result, strict=True):
+        np.testing.assert_array_equal(arr, fake.arrays[key])
+    assert result[0].dtype == np.uint8 and result[2].dtype == np.uint8
+    assert result[1].dtype == np.int64 and result[3].dtype == np.int64
+
+
+def leftovers(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if p.name.endswith(".part"))
+
+
+@pytest.mark.parametrize("suffix", ["/good/", "/good"])
+def test_download_roundtrip(tmp_path: Path, fake: FakeMnist, server: Server, suffix: str) -> None:
+    root = tmp_path / "raw"
+    result = load_official_mnist(root, [server.base + suffix], progress=False, files=fake.files)
+    assert_roundtrip(result, fake)
+    assert sorted(p.name for p in root.iterdir()) == sorted(fake.blobs)
+    assert len(server.requests) == 4
+
+
+def test_fetch_with_progress_bar(tmp_path: Path, fake: FakeMnist, server: Server) -> None:
+    file = fake.files["train_images"]
+    path = fetch(file, tmp_path, [server.base + "/good/"], progress=True, timeout=5)
+    assert path == tmp_path / file.name
+    assert md5sum(path) == file.md5
+
+
+@pytest.mark.parametrize("first", ["404", "unreachable"])
+def test_falls_back_to_next_mirror(
+    tmp_path: Path, fake: FakeMnist, server: Server, closed_port_url: str, first: str
+) -> None:
+    bad = server.base + "/missing/" if first == "404" else closed_port_url
+    paths = fetch_all(list(fake.files.values()), tmp_path, [bad, server.base + "/good/"], progress=False)
+    assert [md5sum(p) for p in paths] == [f.md5 for f in fake.files.values()]
+    assert leftovers(tmp_path) == []
+    if first == "404":
+        name = fake.files["train_images"].name
+        assert server.requests[:2] == [f"/missing/{name}", f"/good/{name}"]
+
+
+def test_corrupted_download_leaves_nothing(tmp_path: Path, fake: FakeMnist, server: Server) -> None:
+    file = fake.files["train_labels"]
+    with pytest.raises(DownloadError, match=f"MD5 mismatch: expected {file.md5}"):
+        fetch(file, tmp_path, [server.base + "/corrupt/"], progress=False, timeout=5)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_present_files_used_without_network(tmp_path: Path, fake: FakeMnist, closed_port_url: str) -> None:
+    fake.place(tmp_path)
+    result = load_official_mnist(tmp_path, [closed_port_url], progress=False, files=fake.files)
+    assert_roundtrip(result, fake)
+
+
+def test_present_file_with_wrong_md5(tmp_path: Path, fake: FakeMnist, server: Server) -> None:
+    file = fake.files["test_images"]
+    path = tmp_path / file.name
+    path.write_bytes(b"not the right file")
+    with pytest.raises(DownloadError) as info:
+        fetch(file, tmp_path, [server.base + "/good/"], progress=False, timeout=5)
+    message = str(info.value)
+    assert str(path) in message and file.md5 in message and md5sum(path) in message
+    assert "Delete" in message
+    assert path.read_bytes() == b"not the right file"
+    assert server.requests == []
+
+
+def test_all_mirrors_fail(tmp_path: Path, fake: FakeMnist, server: Server, closed_port_url: str) -> None:
+    file = fake.files["test_labels"]
+    mirrors = [server.base + "/missing/", closed_port_url, server.base + "/corrupt/"]
+    with pytest.raises(DownloadError) as info:
+        fetch(file, tmp_path / "raw", mirrors, progress=False, timeout=5)
+    message = str(info.value)
+    for mirror in mirrors:
+        assert mirror + file.name in message
+    assert "HTTP 404" in message and "MD5 mismatch" in message
+    assert f"place the file at {tmp_path / 'raw' / file.name} by hand" in message
+    assert list((tmp_path / "raw").iterdir()) == []
+
+
+def test_no_mirrors(tmp_path: Path, fake: FakeMnist) -> None:
+    with pytest.raises(DownloadError, match="no mirrors"):
+        fetch(fake.files["train_images"], tmp_path, [], progress=False)
+
+
+@pytest.mark.parametrize("dtype", ["u1", "i1", "i2", "i4", "f4", "f8"])
+@pytest.mark.parametrize("compressed", [True, False])
+def test_read_idx_roundtrip(tmp_path: Path, dtype: str, compressed: bool) -> None:
+    arr = (np.arange(24).reshape(2, 3, 4) - 5).astype(dtype)
+    data = idx_bytes(arr)
+    path = tmp_path / ("x.idx.gz" if compressed else "x.idx")
+    path.write_bytes(gzip.compress(data) if compressed else data)
+    out = read_idx(path)
+    np.testing.assert_array_equal(out, arr)
+    assert out.dtype == arr.dtype
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b"\x08\x03\x00\x00" + bytes(12), "bad IDX magic number"),
+        (
+            b"\x00\x00\x07\x01" + (3).to_bytes(4, "big") + bytes(3),
+            "unknown IDX data type code 0x07",
+        ),
+        (b"\x00\x00\x08\x02" + (3).to_bytes(4, "big"), "truncated header"),
+        (b"\x00\x00\x08\x01" + (3).to_bytes(4, "big") + bytes(2), "needs 3 data bytes, found 2"),
+        (b"\x00\x00", "too short"),
+    ],
+)
+def test_read_idx_rejects_malformed(tmp_path: Path, data: bytes, match: str) -> None:
+    path = tmp_path / "bad.idx"
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match=match) as info:
+        read_idx(path)
+    assert str(path) in str(info.value)
+
+
+def test_read_idx_rejects_bad_gzip(tmp_path: Path) -> None:
+    path = tmp_path / "bad.idx.gz"
+    path.write_bytes(b"plain bytes")
+    with pytest.raises(ValueError, match="not a valid gzip file"):
+        read_idx(path)
+
+
+def test_label_count_mismatch(tmp_path: Path, fake: FakeMnist) -> None:
+    fake.place(tmp_path)
+    labels = gzip.compress(idx_bytes(np.zeros(7, np.uint8)))
+    (tmp_path / "short-labels.gz").write_bytes(labels)
+    files = fake.files | {"test_labels": RemoteFile("short-labels.gz", hashlib.md5(labels).hexdigest())}
+    with pytest.raises(ValueError, match="8 images but 7 labels"):
+        load_official_mnist(tmp_path, [], progress=False, files=files)

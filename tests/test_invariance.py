@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from stn import build_network
+from stn.invariance import oracle, oracle_output_change, output_change, transformation
+
+INPUT_TRANSFORMING = [
+    "STN-C0",
+    "STN-C0-large",
+    "STN-DL1",
+    "STN-SL1",
+    "STN-SL2",
+    "STN-SL012",
+    "STN-SL1x2",
+]
+FEATURE_TRANSFORMING = ["STN-C1", "STN-C2", "STN-C12"]
+
+
+@pytest.mark.parametrize("angle", [90.0, 180.0])
+def test_oracle_input_alignment_is_invariant_feature_alignment_is_not(images, angle):
+    """The paper's proof, numerically: a rotation can be undone on the input but
+    not on feature maps, whose channels respond differently to a rotated image."""
+    torch.manual_seed(0)
+    theta = transformation("rotation", angle, len(images))
+    for name in INPUT_TRANSFORMING:
+        change = oracle_output_change(build_network(name, "mnist"), images, theta)
+        assert change.max() < 1e-4, name
+    for name in FEATURE_TRANSFORMING:
+        change = oracle_output_change(build_network(name, "mnist"), images, theta)
+        assert change.mean() > 0.2, name
+
+
+def test_oracle_undoes_non_grid_rotations_up_to_interpolation(images):
+    torch.manual_seed(0)
+    theta = transformation("rotation", 30.0, len(images))
+    input_change = oracle_output_change(build_network("STN-SL1", "mnist"), images, theta).mean()
+    feature_change = oracle_output_change(build_network("STN-C1", "mnist"), images, theta).mean()
+    assert input_change < feature_change / 2
+
+
+def test_plain_cnn_is_not_invariant_and_oracle_needs_a_transformer(images):
+    cnn = build_network("CNN", "mnist")
+    assert output_change(cnn, images, transformation("rotation", 90.0, len(images))).mean() > 0.2
+    with (
+        pytest.raises(ValueError, match="no spatial transformer"),
+        oracle(cnn, torch.eye(2, 3)[None]),
+    ):
+        pass
+
+
+def test_oracle_is_removed_after_use(images):
+    model = build_network("STN-C0", "mnist").eval()
+    before = model(images)
+    with oracle(model, transformation("rotation", 90.0, len(images))):
+        assert not torch.allclose(model(images), before)
+    torch.testing.assert_close(model(images), before)
+
+
+def test_unknown_transformation():
+    with pytest.raises(ValueError, match="unknown transformation"):
+        transformation("shear", 1.0, 1)

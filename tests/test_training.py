@@ -1,0 +1,152 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from stn.config import ConfigError, resolve_run_config
+from stn.evaluation import evaluate, prepare_test_set
+from stn.io import load_torch
+from stn.training import lr_factor, state_path, train
+from tests.conftest import tiny_config
+
+
+def weights(path):
+    return load_torch(path)["model"]
+
+
+def test_same_seed_same_weights_and_metrics(tmp_path):
+    config = tiny_config()
+    prepare_test_set(config, tmp_path / "test.pt")
+    train(config, tmp_path / "a.pt", progress=False)
+    train(config, tmp_path / "b.pt", progress=False)
+    for key, value in weights(tmp_path / "a.pt").items():
+        assert torch.equal(value, weights(tmp_path / "b.pt")[key]), key
+    first = evaluate(tmp_path / "a.pt", tmp_path / "test.pt", tmp_path / "a.json", device="cpu")
+    second = evaluate(tmp_path / "b.pt", tmp_path / "test.pt", device="cpu")
+    assert first["test_error"] == second["test_error"]
+    saved = json.loads((tmp_path / "a.json").read_text())
+    assert saved["test_error"] == first["test_error"] and saved["seed"] == 0
+    assert saved["config"]["model"]["network"] == "STN-SL1" and saved["train_images_per_second"] > 0
+    assert not state_path(tmp_path / "a.pt").exists()
+
+
+def test_different_seed_different_weights(tmp_path):
+    train(tiny_config(), tmp_path / "a.pt", progress=False)
+    train(tiny_config(seed=1), tmp_path / "b.pt", progress=False)
+    assert not torch.equal(
+        weights(tmp_path / "a.pt")["blocks.0.0.weight"],
+        weights(tmp_path / "b.pt")["blocks.0.0.weight"],
+    )
+
+
+def test_killed_training_resumes_to_the_same_result(tmp_path):
+    config = tiny_config(train={"batch_size": 32, "epochs": None, "iterations": 60, "checkpoint_every": 5})
+    config_path = tmp_path / "run.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    train(config, tmp_path / "reference.pt", progress=False)
+
+    checkpoint = tmp_path / "killed.pt"
+    command = [
+        sys.executable,
+        "-m",
+        "stn",
+        "train",
+        "--config",
+        str(config_path),
+        "--checkpoint",
+        str(checkpoint),
+        "--quiet",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not state_path(checkpoint).exists():
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not checkpoint.exists()
+    interrupted_at = load_torch(state_path(checkpoint))["step"]
+    assert 0 < interrupted_at < 60
+
+    subprocess.run(command, check=True, capture_output=True)
+    resumed, reference = weights(checkpoint), weights(tmp_path / "reference.pt")
+    for key, value in reference.items():
+        assert torch.equal(value, resumed[key]), key
+    assert not state_path(checkpoint).exists()
+
+
+def test_checkpoints_load_with_weights_only(tmp_path):
+    train(tiny_config(), tmp_path / "model.pt", progress=False)
+    content = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert {"model", "config", "train_stats"} <= set(content)
+
+
+def test_resume_refuses_a_state_of_another_config(tmp_path):
+    config = tiny_config()
+    checkpoint = tmp_path / "m.pt"
+    torch.save({"config": tiny_config(seed=5), "step": 1}, state_path(checkpoint))
+    with pytest.raises(RuntimeError, match="different config"):
+        train(config, checkpoint, progress=False)
+
+
+def test_schedules():
+    cosine = {"schedule": "cosine"}
+    assert lr_factor(0, 100, cosine) == 1.0 and lr_factor(100, 100, cosine) == pytest.approx(0.0)
+    step = {"schedule": "step", "milestones": [0.5, 0.75], "gamma": 0.1}
+    assert [lr_factor(s, 100, step) for s in (0, 50, 80)] == pytest.approx([1.0, 0.1, 0.01])
+
+
+def test_evaluate_refuses_a_test_set_of_another_task(tmp_path):
+    train(tiny_config(), tmp_path / "model.pt", progress=False)
+    prepare_test_set(tiny_config(task={"name": "T", "canvas": 60, "translation": 16}), tmp_path / "t.pt")
+    with pytest.raises(ValueError, match="another data set or task"):
+        evaluate(tmp_path / "model.pt", tmp_path / "t.pt", device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"trian": {}}, "'trian' was unexpected"),
+        ({"train": {"lr": "fast"}}, "train.lr: 'fast' is not of type 'number'"),
+        ({"train": {"schedule": "linear"}}, "train.schedule"),
+        ({"model": {"network": "STN-Q1"}}, "invalid network name 'STN-Q1'"),
+        ({"model": {"network": "STN-C7"}}, "depth 7 exceeds"),
+        ({"task": {"canvas": 40, "translation": 16}}, "shifted digit"),
+        ({"model": {"backbone_args": {"widths": [3]}}}, "invalid arguments for backbone"),
+    ],
+)
+def test_invalid_configs_fail_with_the_key_named(change, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        resolve_run_config(change)
+
+
+def test_cli_help_and_errors(tmp_path):
+    for sub in ("train", "evaluate", "prepare", "variants"):
+        result = subprocess.run([sys.executable, "-m", "stn", sub, "--help"], capture_output=True, text=True)
+        assert result.returncode == 0 and "usage" in result.stdout
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stn",
+            "train",
+            "--set",
+            "model.network=STN-Z9",
+            "--checkpoint",
+            str(tmp_path / "x.pt"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "invalid network name 'STN-Z9'" in result.stderr
+    listing = subprocess.run(
+        [sys.executable, "-m", "stn", "variants"], capture_output=True, text=True, check=True
+    )
+    assert "STN-SL0123" in listing.stdout and "STN-DL1" in listing.stdout
