@@ -44,3 +44,13 @@ def load_torch(path: Path | str, map_location: str | torch.device = "cpu") -> An
 
 def save_json(obj: Any, path: Path | str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
+
+
+@contextmanager
+def output_to(log: Path | str) -> Iterator[None]:
+    """Send stdout and stderr (progress bars included) to ``log`` within the block."""
+    import contextlib
+
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
+        yield

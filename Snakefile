@@ -1,0 +1,22 @@
+# Regenerates the tables and figures of Finnveden, Jansson & Lindeberg (ICPR 2020):
+#   snakemake --cores all                               (config/config.yaml, CPU demo)
+#   snakemake --cores all --configfile config/paper.yaml (the paper's setup)
+from snakemake.utils import min_version
+
+min_version("8.20")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/training.smk"
+include: "workflow/rules/evaluation.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        report_outputs(),
+    default_target: True

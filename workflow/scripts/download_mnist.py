@@ -1,0 +1,10 @@
+"""Fetch (or verify files placed by hand) the official MNIST files."""
+
+from pathlib import Path
+
+from stn.data.mnist_files import load_official_mnist
+from stn.io import output_to
+
+with output_to(snakemake.log[0]):  # noqa: F821
+    root = Path(snakemake.output[0]).parent  # noqa: F821
+    load_official_mnist(root, snakemake.params.mirrors)  # noqa: F821

@@ -1,0 +1,9 @@
+"""Generate a task's fixed test set."""
+
+from stn.evaluation import prepare_test_set
+from stn.io import output_to
+
+with output_to(snakemake.log[0]):  # noqa: F821
+    key = snakemake.params.key  # noqa: F821
+    config = {"data": {**key["data"], "root": snakemake.params.root}, "task": key["task"]}  # noqa: F821
+    print(prepare_test_set(config, snakemake.output[0]))  # noqa: F821
