@@ -14,7 +14,8 @@ from stn.data.augment import make_test_set
 from stn.data.mnist import load_digits
 from stn.io import load_torch, save_json, save_torch
 from stn.networks import STNetwork
-from stn.training import load_checkpoint, resolve_device
+from stn.devices import resolve_device
+from stn.training import load_checkpoint
 
 
 def test_set_key(config: dict[str, Any]) -> dict[str, Any]:
@@ -59,7 +60,7 @@ def evaluate(
     device: str = "auto",
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on a prepared test set; write the metrics JSON to ``out``."""
-    dev = resolve_device(device)
+    dev = resolve_device(device, claim=False)
     model, content = load_checkpoint(checkpoint, dev)
     config = content["config"]
     test = load_torch(test_set)

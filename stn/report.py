@@ -39,7 +39,9 @@ def load_metrics(paths: Sequence[Path | str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def summary_table(metrics: pd.DataFrame, networks: Sequence[str], tasks: Sequence[str], paper: str) -> pd.DataFrame:
+def summary_table(
+    metrics: pd.DataFrame, networks: Sequence[str], tasks: Sequence[str], paper: str
+) -> pd.DataFrame:
     """Per network (rows) and task: mean error, its standard deviation over seeds, the
     number of seeds, the paper's error and our mean minus the paper's."""
     reported = paper_results().get(paper, {})
@@ -73,7 +75,9 @@ def format_table(table: pd.DataFrame, tasks: Sequence[str], latex: bool = False)
     for task in tasks:
         out[f"{task} ours"] = [
             f"{_cell(m)} {pm} {_cell(s)} (n={_cell(n, '{:.0f}')})"
-            for m, s, n in zip(table[f"{task}_mean"], table[f"{task}_std"], table[f"{task}_seeds"], strict=True)
+            for m, s, n in zip(
+                table[f"{task}_mean"], table[f"{task}_std"], table[f"{task}_seeds"], strict=True
+            )
         ]
         out[f"{task} paper"] = [_cell(v) for v in table[f"{task}_paper"]]
         out[f"{task} diff"] = [_cell(v, "{:+.2f}") for v in table[f"{task}_diff"]]
@@ -89,7 +93,10 @@ def write_table(table: pd.DataFrame, tasks: Sequence[str], stem: Path | str, cap
     latex = format_table(table, tasks, latex=True)
     columns = "l" + "rrr" * len(tasks)
     header = " & ".join(["Network", *(c.replace("diff", r"$\Delta$") for c in latex.columns)])
-    body = "\n".join(" & ".join([name, *row]) + r" \\" for name, row in zip(latex.index, latex.values.tolist(), strict=True))
+    body = "\n".join(
+        " & ".join([name, *row]) + r" \\"
+        for name, row in zip(latex.index, latex.values.tolist(), strict=True)
+    )
     tex = "\n".join(
         [
             r"\begin{table}[t]",
@@ -113,12 +120,19 @@ def save_figure(figure: plt.Figure, stem: Path | str) -> None:
     """Save ``stem``.png and .pdf atomically."""
     for suffix in (".png", ".pdf"):
         path = Path(stem).with_suffix(suffix)
-        atomic_write(path, lambda tmp, s=suffix: figure.savefig(tmp, format=s[1:], dpi=150, bbox_inches="tight"))
+        atomic_write(
+            path, lambda tmp, s=suffix: figure.savefig(tmp, format=s[1:], dpi=150, bbox_inches="tight")
+        )
     plt.close(figure)
 
 
-def error_figure(metrics: pd.DataFrame, networks: Sequence[str], tasks: Sequence[str], stem: Path | str,
-                 paper: str | None = None) -> None:
+def error_figure(
+    metrics: pd.DataFrame,
+    networks: Sequence[str],
+    tasks: Sequence[str],
+    stem: Path | str,
+    paper: str | None = None,
+) -> None:
     """Test error per network and task: bars for the mean, a dot per seed, a cross for the paper."""
     data = metrics[metrics["network"].isin(networks) & metrics["task"].isin(tasks)]
     figure, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3.4), squeeze=False)
@@ -130,7 +144,14 @@ def error_figure(metrics: pd.DataFrame, networks: Sequence[str], tasks: Sequence
         paper_values = [reported.get(n, {}).get(task) for n in networks]
         positions = [i for i, v in enumerate(paper_values) if v is not None]
         if positions:
-            axis.scatter(positions, [paper_values[i] for i in positions], marker="x", color="tab:red", label="paper", zorder=3)
+            axis.scatter(
+                positions,
+                [paper_values[i] for i in positions],
+                marker="x",
+                color="tab:red",
+                label="paper",
+                zorder=3,
+            )
             axis.legend(loc="upper right", fontsize=7)
         axis.set_title(task)
         axis.set_xlabel("")
@@ -151,8 +172,9 @@ def what_the_network_sees(model: STNetwork, images: Tensor) -> Tensor:
     return images if first is None else warp(images, first, padding_mode=model.padding_mode)
 
 
-def alignment_panel(axes, digits: Tensor, variants: Sequence[Tensor], models: dict[str, STNetwork],
-                    labels: Sequence[str]) -> None:
+def alignment_panel(
+    axes, digits: Tensor, variants: Sequence[Tensor], models: dict[str, STNetwork], labels: Sequence[str]
+) -> None:
     """Rows: the transformed inputs, then each network's view; columns: digit x transformation."""
     columns = [(d, v) for d in range(len(digits)) for v in range(len(variants))]
     rows = [("input", None), *models.items()]
@@ -182,7 +204,9 @@ def alignment_figure(
     """The poster's qualitative figure: digits rotated (left) and scaled (right), and what
     each network's spatial transformer makes of them."""
     images = digits.float()[:, None] / 255.0
-    rotated = [warp(images, transformation("rotation", a, len(images)), padding_mode="border") for a in angles]
+    rotated = [
+        warp(images, transformation("rotation", a, len(images)), padding_mode="border") for a in angles
+    ]
     pad = (scale_canvas - images.shape[-1]) // 2
     canvas = torch.nn.functional.pad(images, (pad, scale_canvas - images.shape[-1] - pad) * 2)
     scaled = [warp(canvas, transformation("scale", s, len(images))) for s in scales]
@@ -197,10 +221,14 @@ def alignment_figure(
         ]
     ):
         sub = spec.subgridspec(rows, len(digits) * len(variants), wspace=0.05, hspace=0.05)
-        axes = [[figure.add_subplot(sub[r, c]) for c in range(len(digits) * len(variants))] for r in range(rows)]
+        axes = [
+            [figure.add_subplot(sub[r, c]) for c in range(len(digits) * len(variants))] for r in range(rows)
+        ]
         alignment_panel(axes, digits, variants, models, labels)
         if index:
             for row in axes:
                 row[0].set_ylabel("")
-        axes[0][len(axes[0]) // 2].annotate(title, (0.5, 1.6), xycoords="axes fraction", ha="center", fontsize=10)
+        axes[0][len(axes[0]) // 2].annotate(
+            title, (0.5, 1.6), xycoords="axes fraction", ha="center", fontsize=10
+        )
     save_figure(figure, stem)

@@ -15,16 +15,9 @@ from tqdm import tqdm
 from stn.config import backbone_args, resolve_run_config, task_spec
 from stn.data.augment import augment
 from stn.data.mnist import load_digits
+from stn.devices import resolve_device
 from stn.io import load_torch, save_torch
 from stn.networks import STNetwork, build_network
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but CUDA is not available")
-    return torch.device(name)
 
 
 def network_from_config(config: dict[str, Any]) -> STNetwork:

@@ -2,28 +2,29 @@
 
 import copy
 import os
-import sys
 from functools import cache
 from pathlib import Path
 
 from snakemake.utils import validate
 
 from stn.config import ConfigError, resolve_run_config
+from stn.data.mnist_files import MNIST_FILES
 from stn.evaluation import test_set_key
 from stn.variants import InvalidNetworkName, parse_network_name
 
-
 validate(config, "../schemas/config.schema.yaml")
 
-REPO = Path(workflow.basedir)
-PYTHON = sys.executable  # the interpreter running Snakemake, with the stn package
+REPO = Path(workflow.main_snakefile).parent
+MNIST_RAW_FILES = [remote.name for remote in MNIST_FILES.values()]
+SOFTWARE = "../../environment.yml"  # used with --sdm conda
 LIBRARY = sorted(
     os.path.relpath(path)
     for path in (REPO / "stn").rglob("*")
     if path.suffix in (".py", ".yaml") and path.name not in ("report.py", "bench.py")
 )
 DATA_LIBRARY = sorted(
-    os.path.relpath(path) for path in [REPO / "stn" / "geometry.py", *(REPO / "stn" / "data").glob("*.py")]
+    os.path.relpath(path)
+    for path in [REPO / "stn" / "geometry.py", *(REPO / "stn" / "data").glob("*.py")]
 )
 REPORT_LIBRARY = [os.path.relpath(REPO / "stn" / "report.py")]
 
@@ -66,13 +67,23 @@ def run_config(task, network, seed):
     run = {
         "seed": int(seed),
         "device": config["device"],
-        "data": {"dataset": dataset, "root": data_root(dataset), **config["datasets"][dataset]},
+        "data": {
+            "dataset": dataset,
+            "root": data_root(dataset),
+            **config["datasets"][dataset],
+        },
         "task": {"name": task, **task_section},
-        "model": {"network": network, "backbone": backbone["name"], "backbone_args": backbone.get("args", {})},
+        "model": {
+            "network": network,
+            "backbone": backbone["name"],
+            "backbone_args": backbone.get("args", {}),
+        },
         "train": config["train"],
     }
     run = deep_merge(run, config["overrides"].get(network, {}))
-    return resolve_run_config(run, where=f"config (task {task}, network {network}, seed {seed})")
+    return resolve_run_config(
+        run, where=f"config (task {task}, network {network}, seed {seed})"
+    )
 
 
 def check_config():
@@ -82,14 +93,18 @@ def check_config():
             parse_network_name(name)
         except InvalidNetworkName as error:
             raise ConfigError(f"config: networks: {error}") from None
-    for section, names in [("report.alignment.networks", config["report"]["alignment"]["networks"])]:
+    for section, names in [
+        ("report.alignment.networks", config["report"]["alignment"]["networks"])
+    ]:
         unknown = set(names) - set(config["networks"])
         if unknown and has_alignment_figure():
             raise ConfigError(f"config: {section}: {sorted(unknown)} not in `networks`")
     for table, spec in config["report"]["tables"].items():
         unknown = set(spec["tasks"]) - set(config["tasks"])
         if unknown:
-            raise ConfigError(f"config: report.tables.{table}.tasks: unknown tasks {sorted(unknown)}")
+            raise ConfigError(
+                f"config: report.tables.{table}.tasks: unknown tasks {sorted(unknown)}"
+            )
     for task in config["tasks"]:
         for network in config["networks"]:
             run_config(task, network, config["seeds"][0])
@@ -122,14 +137,19 @@ def all_metrics(tasks=None):
 
 
 def report_outputs():
-    outputs = [f"results/tables/{table}.{ext}" for table in config["report"]["tables"] for ext in ("csv", "md", "tex")]
-    outputs += [f"results/figures/{table}_errors.{ext}" for table in config["report"]["tables"] for ext in ("png", "pdf")]
+    outputs = [
+        f"results/tables/{table}.{ext}"
+        for table in config["report"]["tables"]
+        for ext in ("csv", "md", "tex")
+    ]
+    outputs += [
+        f"results/figures/{table}_errors.{ext}"
+        for table in config["report"]["tables"]
+        for ext in ("png", "pdf")
+    ]
     if has_alignment_figure():
         outputs += [f"results/figures/mnist_alignment.{ext}" for ext in ("png", "pdf")]
     return outputs
 
 
-from stn.data.mnist_files import MNIST_FILES
-
-MNIST_RAW_FILES = [remote.name for remote in MNIST_FILES.values()]
 check_config()

@@ -2,10 +2,14 @@ rule download_mnist:
     """The official MNIST files, checksummed; files placed by hand are used as they are."""
     output:
         expand("resources/data/{{dataset}}/{name}", name=MNIST_RAW_FILES),
-    params:
-        mirrors=lambda wildcards: config["datasets"][wildcards.dataset].get("mirrors", []),
     log:
         "logs/download/{dataset}.log",
+    conda:
+        SOFTWARE
+    params:
+        mirrors=lambda wildcards: config["datasets"][wildcards.dataset].get(
+            "mirrors", []
+        ),
     script:
         "../scripts/download_mnist.py"
 
@@ -17,10 +21,14 @@ rule test_set:
         code=DATA_LIBRARY,
     output:
         "resources/test_sets/{task}.pt",
-    params:
-        key=lambda wildcards: test_set_key(run_config(wildcards.task, config["networks"][0], config["seeds"][0])),
-        root=lambda wildcards: data_root(task_dataset(wildcards.task)),
     log:
         "logs/test_set/{task}.log",
+    conda:
+        SOFTWARE
+    params:
+        key=lambda wildcards: test_set_key(
+            run_config(wildcards.task, config["networks"][0], config["seeds"][0])
+        ),
+        root=lambda wildcards: data_root(task_dataset(wildcards.task)),
     script:
         "../scripts/prepare_test_set.py"

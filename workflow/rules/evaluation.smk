@@ -6,15 +6,16 @@ rule evaluate:
         code=LIBRARY,
     output:
         f"{run_dir('{task}', '{network}', '{seed}')}/metrics.json",
-    params:
-        device=config["device"],
     log:
         "logs/evaluate/{task}/{network}/seed{seed}.log",
     benchmark:
         "benchmarks/evaluate/{task}/{network}/seed{seed}.tsv"
+    conda:
+        SOFTWARE
     resources:
         mem_mb=config["resources"]["eval_mem_mb"],
         runtime=config["resources"]["eval_runtime"],
-    shell:
-        "{PYTHON} -m stn evaluate --checkpoint {input.model} --test-set {input.test_set}"
-        " --out {output} --device {params.device} > {log} 2>&1"
+    params:
+        device=config["device"],
+    script:
+        "../scripts/evaluate.py"

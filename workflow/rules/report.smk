@@ -1,7 +1,9 @@
 rule table:
     """Mean test error and spread over seeds per network and task, beside the paper's."""
     input:
-        metrics=lambda wildcards: all_metrics(config["report"]["tables"][wildcards.table]["tasks"]),
+        metrics=lambda wildcards: all_metrics(
+            config["report"]["tables"][wildcards.table]["tasks"]
+        ),
         code=REPORT_LIBRARY,
     output:
         table=report(
@@ -14,11 +16,13 @@ rule table:
             caption="../report/errors.rst",
             category="Figures",
         ),
+    log:
+        "logs/report/{table}.log",
+    conda:
+        SOFTWARE
     params:
         tasks=lambda wildcards: config["report"]["tables"][wildcards.table]["tasks"],
         networks=config["networks"],
-    log:
-        "logs/report/{table}.log",
     script:
         "../scripts/table.py"
 
@@ -41,9 +45,11 @@ rule alignment_figure:
             caption="../report/alignment.rst",
             category="Figures",
         ),
-    params:
-        alignment=config["report"]["alignment"],
     log:
         "logs/report/mnist_alignment.log",
+    conda:
+        SOFTWARE
+    params:
+        alignment=config["report"]["alignment"],
     script:
         "../scripts/alignment_figure.py"

@@ -5,16 +5,20 @@ rule train:
         code=LIBRARY,
     output:
         model=f"{run_dir('{task}', '{network}', '{seed}')}/model.pt",
-    params:
-        run=lambda wildcards: run_config(wildcards.task, wildcards.network, wildcards.seed),
     log:
         "logs/train/{task}/{network}/seed{seed}.log",
     benchmark:
         "benchmarks/train/{task}/{network}/seed{seed}.tsv"
+    conda:
+        SOFTWARE
     threads: config["resources"]["train_threads"]
     resources:
         gpu=config["resources"]["train_gpus"],
         mem_mb=config["resources"]["train_mem_mb"],
         runtime=config["resources"]["train_runtime"],
+    params:
+        run=lambda wildcards: run_config(
+            wildcards.task, wildcards.network, wildcards.seed
+        ),
     script:
         "../scripts/train.py"

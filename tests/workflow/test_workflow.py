@@ -1,0 +1,159 @@
+"""The Snakemake workflow: dry runs, an end-to-end run, incremental reruns, config errors, lint."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
+
+TINY = {
+    "datasets": {"mnist": {"source": "embedded"}},
+    "tasks": {
+        "R": {"dataset": "mnist", "canvas": 28, "rotation": 90},
+        "S": {"dataset": "mnist", "canvas": 32, "log2_scale": [-0.5, 0.2], "clutter": 1},
+    },
+    "networks": ["CNN", "STN-C0", "STN-C1"],
+    "seeds": [0],
+    "backbones": {
+        "mnist": {"name": "mnist", "args": {"channels": [4, 6], "loc_channels": 4, "loc_hidden": 6}}
+    },
+    "train": {"batch_size": 32, "epochs": None, "iterations": 3, "checkpoint_every": 2},
+    "report": {
+        "alignment": {"networks": ["STN-C0", "STN-C1"], "digits": 1, "angles": [0, 90], "scales": [1]},
+        "tables": {"mnist": {"tasks": ["R", "S"]}},
+    },
+    "resources": {"train_gpus": 0},
+}
+
+
+def write_config(directory: Path, config: dict) -> Path:
+    path = directory / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def snakemake(directory: Path, config: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    command = [
+        *SNAKEMAKE,
+        "--directory",
+        str(directory),
+        "--configfile",
+        str(write_config(directory, config)),
+        "--cores",
+        "2",
+        *args,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=directory)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def planned_jobs(directory: Path, config: dict, *args: str) -> dict[str, int]:
+    """Rule name -> number of jobs a dry run would execute."""
+    result = snakemake(directory, config, "--dry-run", "--quiet", "rules", *args)
+    text = result.stdout + result.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text[text.index("job ") :]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE) if m[1] != "total"}
+
+
+def test_dry_run_plans_exactly_the_expected_jobs(tmp_path):
+    jobs = planned_jobs(tmp_path, TINY)
+    runs = len(TINY["tasks"]) * len(TINY["networks"]) * len(TINY["seeds"])
+    assert jobs == {
+        "test_set": 2,
+        "train": runs,
+        "evaluate": runs,
+        "table": 1,
+        "alignment_figure": 1,
+        "all": 1,
+    }
+    bigger = copy.deepcopy(TINY) | {"seeds": [0, 1, 2]}
+    assert planned_jobs(tmp_path, bigger)["train"] == 3 * runs
+
+
+def test_default_and_paper_configs_plan_every_run(tmp_path):
+    for name, runs in [("config.yaml", 3 * 5 * 2), ("paper.yaml", 3 * 5 * 3)]:
+        config = yaml.safe_load((ROOT / "config" / name).read_text())
+        jobs = planned_jobs(tmp_path, config)
+        assert jobs["train"] == runs and jobs["evaluate"] == runs, name
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"netwroks": ["CNN"]}, "netwroks"),
+        ({"seeds": "zero"}, "seeds"),
+        ({"networks": ["CNN", "STN-Q1"]}, "STN-Q1"),
+        ({"train": {"lr": "fast"}}, "train.lr"),
+        ({"tasks": {**TINY["tasks"], "R": {"dataset": "mnist", "canvas": 20}}}, "task.canvas"),
+    ],
+)
+def test_bad_configs_fail_before_any_job(tmp_path, change, message):
+    config = copy.deepcopy(TINY) | change
+    result = snakemake(tmp_path, config, "--dry-run", check=False)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
+
+
+@pytest.mark.slow
+def test_end_to_end_run_is_incremental(tmp_path):
+    snakemake(tmp_path, TINY)
+    for table in ("csv", "md", "tex"):
+        assert (tmp_path / f"results/tables/mnist.{table}").stat().st_size > 0
+    for figure in ("mnist_errors", "mnist_alignment"):
+        for ext in ("png", "pdf"):
+            assert (tmp_path / f"results/figures/{figure}.{ext}").stat().st_size > 0
+    table = (tmp_path / "results/tables/mnist.csv").read_text()
+    assert "STN-C1" in table and "1.32" in table  # the paper's R error of STN-C1 beside ours
+    assert "\\toprule" in (tmp_path / "results/tables/mnist.tex").read_text()
+    assert (tmp_path / "logs/train/R/CNN/seed0.log").exists()
+    assert (tmp_path / "benchmarks/train/R/CNN/seed0.tsv").exists()
+
+    # a second run does nothing
+    assert planned_jobs(tmp_path, TINY) == {}
+
+    # one network's hyperparameter: only its runs retrain, and the report follows
+    changed = copy.deepcopy(TINY) | {"overrides": {"STN-C1": {"train": {"loc_lr_multiplier": 0.5}}}}
+    jobs = planned_jobs(tmp_path, changed)
+    assert jobs["train"] == 2 and jobs["evaluate"] == 2 and "test_set" not in jobs
+    assert jobs["table"] == 1 and jobs["alignment_figure"] == 1
+
+    # a new seed trains only the new runs
+    jobs = planned_jobs(tmp_path, copy.deepcopy(TINY) | {"seeds": [0, 1]})
+    assert jobs["train"] == 6 and "test_set" not in jobs
+
+    # editing the model code retrains what depends on it, but keeps the test sets
+    # (Snakemake compares checksums, so the content must change, not only the time)
+    source = ROOT / "stn" / "networks.py"
+    original, stat = source.read_bytes(), source.stat()
+    try:
+        source.write_bytes(original + b"\n# an edit\n")
+        jobs = planned_jobs(tmp_path, TINY)
+        assert jobs["train"] == 6 and "test_set" not in jobs
+    finally:
+        source.write_bytes(original)
+        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_lint_and_format():
+    lint = subprocess.run([*SNAKEMAKE, "--lint"], capture_output=True, text=True, cwd=ROOT)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert "Lints for" not in lint.stdout + lint.stderr
+    files = [ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk"))]
+    fmt = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", *map(str, files)], capture_output=True, text=True
+    )
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
