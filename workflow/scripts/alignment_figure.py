@@ -9,17 +9,21 @@ from stn.io import output_to
 from stn.report import alignment_figure
 from stn.training import load_checkpoint
 
-with output_to(snakemake.log[0]):  # noqa: F821
-    settings = snakemake.params.alignment  # noqa: F821
+with output_to(snakemake.log[0]):
+    settings = snakemake.params.alignment
     networks = settings["networks"]
-    rotation = {n: load_checkpoint(p)[0] for n, p in zip(networks, snakemake.input.rotation, strict=True)}  # noqa: F821
+    rotation = {n: load_checkpoint(p)[0] for n, p in zip(networks, snakemake.input.rotation, strict=True)}
     scale_models, contents = {}, []
-    for network, path in zip(networks, snakemake.input.scale, strict=True):  # noqa: F821
+    for network, path in zip(networks, snakemake.input.scale, strict=True):
         scale_models[network], content = load_checkpoint(path)
         contents.append(content)
     data = contents[0]["config"]["data"]
-    digits = load_digits(data["source"], data["root"], data["mirrors"], data["test_fraction"], data["split_seed"])
-    chosen = torch.stack([digits.test_images[digits.test_labels == label][0] for label in (2, 4, 7)][: settings["digits"]])
+    digits = load_digits(
+        data["source"], data["root"], data["mirrors"], data["test_fraction"], data["split_seed"]
+    )
+    chosen = torch.stack(
+        [digits.test_images[digits.test_labels == label][0] for label in (2, 4, 7)][: settings["digits"]]
+    )
     alignment_figure(
         rotation,
         scale_models,
@@ -27,5 +31,5 @@ with output_to(snakemake.log[0]):  # noqa: F821
         settings["angles"],
         settings["scales"],
         contents[0]["config"]["task"]["canvas"],
-        Path(snakemake.output[0]).with_suffix(""),  # noqa: F821
+        Path(snakemake.output[0]).with_suffix(""),
     )

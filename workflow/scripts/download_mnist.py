@@ -5,6 +5,6 @@ from pathlib import Path
 from stn.data.mnist_files import load_official_mnist
 from stn.io import output_to
 
-with output_to(snakemake.log[0]):  # noqa: F821
-    root = Path(snakemake.output[0]).parent  # noqa: F821
-    load_official_mnist(root, snakemake.params.mirrors)  # noqa: F821
+with output_to(snakemake.log[0]):
+    root = Path(snakemake.output[0]).parent
+    load_official_mnist(root, snakemake.params.mirrors)

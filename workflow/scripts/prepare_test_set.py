@@ -3,7 +3,7 @@
 from stn.evaluation import prepare_test_set
 from stn.io import output_to
 
-with output_to(snakemake.log[0]):  # noqa: F821
-    key = snakemake.params.key  # noqa: F821
-    config = {"data": {**key["data"], "root": snakemake.params.root}, "task": key["task"]}  # noqa: F821
-    print(prepare_test_set(config, snakemake.output[0]))  # noqa: F821
+with output_to(snakemake.log[0]):
+    key = snakemake.params.key
+    config = {"data": {**key["data"], "root": snakemake.params.root}, "task": key["task"]}
+    print(prepare_test_set(config, snakemake.output[0]))

@@ -7,7 +7,7 @@ import torch
 from stn.io import output_to
 from stn.training import train
 
-with output_to(snakemake.log[0]):  # noqa: F821
-    torch.set_num_threads(snakemake.threads)  # noqa: F821
-    stats = train(snakemake.params.run, snakemake.output.model)  # noqa: F821
+with output_to(snakemake.log[0]):
+    torch.set_num_threads(snakemake.threads)
+    stats = train(snakemake.params.run, snakemake.output.model)
     print(json.dumps(stats, indent=2))
