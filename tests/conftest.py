@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from stn.data.mnist import Digits, load_digits
+from tests.slurm_cluster import LocalSlurm
 
 TINY_BACKBONE = {"channels": [6, 8], "loc_channels": 4, "loc_hidden": 8}
 
@@ -37,3 +38,17 @@ def tiny_config(**overrides) -> dict:
         else:
             config[section] = value
     return config
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory) -> LocalSlurm:
+    """A single-node SLURM cluster on localhost (skipped where it cannot run)."""
+    ok, reason = LocalSlurm.available()
+    if not ok:
+        pytest.skip(reason)
+    cluster = LocalSlurm()
+    cluster.start(tmp_path_factory.mktemp("slurm"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
