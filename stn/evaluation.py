@@ -12,9 +12,9 @@ from torch import Tensor
 from stn.config import resolve_run_config, task_spec
 from stn.data.augment import make_test_set
 from stn.data.mnist import load_digits
+from stn.devices import resolve_device
 from stn.io import load_torch, save_json, save_torch
 from stn.networks import STNetwork
-from stn.devices import resolve_device
 from stn.training import load_checkpoint
 
 

@@ -11,17 +11,17 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-import torch  # noqa: E402
-import yaml  # noqa: E402
-from torch import Tensor  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+import torch
+import yaml
+from torch import Tensor
 
-from stn.geometry import warp  # noqa: E402
-from stn.invariance import transformation  # noqa: E402
-from stn.io import atomic_write  # noqa: E402
-from stn.networks import STNetwork  # noqa: E402
+from stn.geometry import warp
+from stn.invariance import transformation
+from stn.io import atomic_write
+from stn.networks import STNetwork
 
 
 @cache
