@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from stn.backbones import Backbone, LocHeadSpec, build_backbone, conv_stage, mlp
-from stn.geometry import compose, identity, warp
+from stn.geometry import compose, warp
 from stn.variants import NetworkSpec, TransformerSpec, parse_network_name
 
 
@@ -64,15 +64,12 @@ def reinitialised_copy(modules: list[nn.Module]) -> nn.Sequential:
 @dataclass
 class Forward:
     """What a network computed: logits, the input as aligned by input transformers,
-    and every predicted matrix by transformer label (``"C1"``, ``"SL1"``, ``"SL3.2"``)."""
+    and every predicted matrix by transformer label (``"C1"``, ``"SL1"``, ``"SL3.2"``;
+    ``"input"`` is the composed warp of the input, when there are input transformers)."""
 
     logits: Tensor
     aligned: Tensor
     thetas: dict[str, Tensor] = field(default_factory=dict)
-
-    def input_theta(self) -> Tensor | None:
-        """The composed warp all input transformers applied to the input (None if none)."""
-        return self.thetas.get("input")
 
 
 class STNetwork(nn.Module):
@@ -155,6 +152,3 @@ def build_network(network: str | NetworkSpec, backbone: str = "mnist", **backbon
     """Build a network from its name (see :mod:`stn.variants`) or spec on a registered backbone."""
     spec = parse_network_name(network) if isinstance(network, str) else network
     return STNetwork(build_backbone(backbone, **backbone_args), spec)
-
-
-__all__ = ["Forward", "LocHead", "STNetwork", "SpatialTransformer", "build_network", "identity"]

@@ -73,32 +73,51 @@ def paste_max(canvas: Tensor, patches: Tensor, top: Tensor, left: Tensor) -> Non
     canvas.view(b, -1).scatter_reduce_(1, index.reshape(b, -1), patches.reshape(b, -1), "amax")
 
 
-def draw_sprites(canvas: Tensor, sprites: Tensor, centres: Tensor, inverse: Tensor, window: int) -> None:
+def _interpolation_weights(source: Tensor, length: int) -> Tensor:
+    """Bilinear weights (..., n, length) of sampling a line of ``length`` pixels at ``source``
+    (..., n) pixel coordinates, zero outside: one row per output pixel."""
+    taps = torch.arange(length, device=source.device, dtype=source.dtype)
+    return (1.0 - (source.unsqueeze(-1) - taps).abs()).clamp_(min=0.0)
+
+
+def draw_sprites(
+    canvas: Tensor, sprites: Tensor, centres: Tensor, inverse: Tensor, window: int, axis_aligned: bool
+) -> None:
     """Draw sprites (B, K, h, w) transformed into ``canvas`` (B, C, C), max-combined, in place.
 
     ``centres`` (B, K, 2) are the sprites' centres (x, y) in pixels from the canvas
     centre before the transformation; ``inverse`` (B, 2, 2) maps an output offset
-    to a pre-transformation offset. Each sprite is resampled into a ``window`` wide
-    square around its transformed centre: only that window is computed.
+    to a pre-transformation offset. Each sprite is resampled bilinearly (zero
+    outside) into a ``window`` wide square around its transformed centre: only
+    that window is computed. An ``axis_aligned`` (diagonal) ``inverse`` is resampled
+    separably, as two small matrix products, instead of through ``grid_sample``.
     """
     b, k, h, w = sprites.shape
     size = canvas.shape[-1]
     device = canvas.device
-    # where each centre lands on the output canvas
+    # where each centre lands on the output canvas, and the window's corner there
     landed = torch.linalg.solve(inverse[:, None], centres.unsqueeze(-1)).squeeze(-1)
     corner = (landed + (size - window) / 2).round().clamp(0, size - window)
-    # sprite coordinates (normalised) of the window's pixel centres: affine in (x, y)
-    half = torch.tensor([w / 2, h / 2], device=device, dtype=canvas.dtype)
-    m = (inverse / half[:, None])[:, None]  # (B, 1, 2, 2)
-    offset = (m @ (corner + 0.5 - size / 2).unsqueeze(-1)).squeeze(-1) - centres / half
-    steps = torch.arange(window, device=device, dtype=canvas.dtype)
-    along_x = m[..., 0, None] * steps  # (B, 1, 2, W): change per step in x
-    along_y = m[..., 1, None] * steps
-    grid = along_x.unsqueeze(-2) + along_y.unsqueeze(-1) + offset[..., None, None]
-    grid = grid.permute(0, 1, 3, 4, 2)  # (B, K, W, W, 2) as (x, y)
-    drawn = sample(sprites.reshape(b * k, 1, h, w), grid.reshape(b * k, window, window, 2))
+    # output offsets (from the canvas centre) of the window's pixel centres, per axis
+    steps = torch.arange(window, device=device, dtype=canvas.dtype) + 0.5 - size / 2
+    out_x = (corner[..., 0:1] + steps).unsqueeze(-2)  # (B, K, 1, W)
+    out_y = (corner[..., 1:2] + steps).unsqueeze(-1)  # (B, K, W, 1)
+    m = inverse[:, None, :, :, None, None]
+    if axis_aligned:
+        # sprite pixel coordinates (pixel j centred at j) of each window row / column
+        source_x = m[:, :, 0, 0, 0] * out_x[..., 0, :] - centres[..., 0:1] + (w - 1) / 2
+        source_y = m[:, :, 1, 1, :, 0] * out_y[..., 0] - centres[..., 1:2] + (h - 1) / 2
+        rows = _interpolation_weights(source_y, h)  # (B, K, W, h)
+        cols = _interpolation_weights(source_x, w)  # (B, K, W, w)
+        drawn = rows @ sprites @ cols.transpose(-1, -2)
+    else:
+        half = torch.tensor([w / 2, h / 2], device=device, dtype=canvas.dtype)[:, None, None]
+        source = m[:, :, :, 0] * out_x.unsqueeze(2) + m[:, :, :, 1] * out_y.unsqueeze(2)
+        grid = (source - centres[..., None, None]) / half  # (B, K, 2, W, W), normalised
+        grid = grid.permute(0, 1, 3, 4, 2).reshape(b * k, window, window, 2)
+        drawn = sample(sprites.reshape(b * k, 1, h, w), grid).view(b, k, window, window)
     corner = corner.long()
-    paste_max(canvas, drawn.view(b, k, window, window), corner[..., 1], corner[..., 0])
+    paste_max(canvas, drawn, corner[..., 1], corner[..., 0])
 
 
 def _uniform(shape: tuple[int, ...], low: float | Tensor, high: float | Tensor, gen, device) -> Tensor:
@@ -129,13 +148,14 @@ def augment(
     scale = 2.0 ** _uniform((b,), task.log2_scale[0], task.log2_scale[1], gen, device)
     inverse = affine_matrix(angle, 1.0 / scale, device=device)[:, :, :2]
     growth = 2.0 ** task.log2_scale[1] * (math.sqrt(2) if task.rotation else 1.0)
+    aligned = task.rotation == 0
 
     def window(sprite: int) -> int:
         return min(canvas_size, math.ceil(sprite * growth) + 2)
 
     canvas = torch.zeros(b, canvas_size, canvas_size, device=device)
     centre = _on_pixel_grid(shift, size, canvas_size)
-    draw_sprites(canvas, images[:, None], centre[:, None], inverse, window(size))
+    draw_sprites(canvas, images[:, None], centre[:, None], inverse, window(size), aligned)
 
     if task.clutter:
         k, n = task.clutter_size, task.clutter
@@ -148,7 +168,7 @@ def augment(
         # clutter lies uniformly over what stays visible of the untransformed plane
         reach = (canvas_size / (2 * scale) - k / 2).clamp(min=0)[:, None, None]
         centres = _uniform((b, n, 2), -reach, reach, gen, device)
-        draw_sprites(canvas, patches, _on_pixel_grid(centres, k, canvas_size), inverse, window(k))
+        draw_sprites(canvas, patches, _on_pixel_grid(centres, k, canvas_size), inverse, window(k), aligned)
 
     return canvas[:, None].clamp_(0.0, 1.0), {"angle": angle, "scale": scale, "shift": shift}
 

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from stn.data.augment import PAPER_TASKS, TaskSpec, augment, make_test_set
+from stn.data.augment import PAPER_TASKS, TaskSpec, augment, draw_sprites, make_test_set
+from stn.geometry import affine_matrix
 
 
 @pytest.mark.parametrize("name", ["R", "S", "T"])
@@ -83,3 +84,15 @@ def test_fixed_test_set_is_reproducible(digits):
 def test_invalid_tasks_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TaskSpec("X", **kwargs)
+
+
+def test_separable_and_grid_resampling_agree():
+    torch.manual_seed(0)
+    sprites = torch.rand(4, 3, 6, 6)
+    centres = torch.randn(4, 3, 2) * 10
+    inverse = affine_matrix(0.0, 1 / (torch.rand(4) * 2 + 0.5), 1 / (torch.rand(4) * 2 + 0.5))[:, :, :2]
+    separable, grid = torch.zeros(4, 60, 60), torch.zeros(4, 60, 60)
+    draw_sprites(separable, sprites, centres, inverse, 20, axis_aligned=True)
+    draw_sprites(grid, sprites, centres, inverse, 20, axis_aligned=False)
+    torch.testing.assert_close(separable, grid, atol=1e-5, rtol=0)
+    assert separable.sum() > 0

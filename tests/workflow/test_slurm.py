@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_slurm_cluster import wait_for_sacct
-from tests.workflow.test_workflow import ROOT, SNAKEMAKE, TINY, planned_jobs, snakemake, write_config
+from tests.workflow.test_workflow import ROOT, SNAKEMAKE, TINY, planned_jobs, snakemake, snakemake_command
 
 pytestmark = pytest.mark.slurm
 
@@ -39,12 +39,9 @@ def test_workflow_on_slurm_equals_local_run(slurm, tmp_path):
     env = slurm.env()
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"  # jobs inherit it (sbatch --export=ALL)
     env |= {"STN_SLURM_ACCOUNT": slurm.account, "STN_SLURM_PARTITION": slurm.partition}
-    command = [
-        *SNAKEMAKE,
-        "--directory",
-        str(cluster),
-        "--configfile",
-        str(write_config(cluster, CONFIG)),
+    command = snakemake_command(
+        cluster,
+        CONFIG,
         "--profile",
         str(ROOT / "profiles" / "slurm"),
         "--set-resources",
@@ -53,7 +50,7 @@ def test_workflow_on_slurm_equals_local_run(slurm, tmp_path):
         "2",
         "--latency-wait",
         "5",
-    ]
+    )
     run = slurm.run(command, check=False, cwd=cluster, env=env, timeout=600)
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-5000:]

@@ -41,17 +41,20 @@ def write_config(directory: Path, config: dict) -> Path:
     return path
 
 
-def snakemake(directory: Path, config: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    command = [
+def snakemake_command(directory: Path, config: dict, *args: str) -> list[str]:
+    """Snakemake on the repository's workflow, in ``directory``, with ``config`` as its only config."""
+    return [
         *SNAKEMAKE,
         "--directory",
         str(directory),
         "--configfile",
         str(write_config(directory, config)),
-        "--cores",
-        "2",
         *args,
     ]
+
+
+def snakemake(directory: Path, config: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    command = snakemake_command(directory, config, "--cores", "2", *args)
     result = subprocess.run(command, capture_output=True, text=True, cwd=directory)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
