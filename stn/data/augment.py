@@ -80,26 +80,28 @@ def _interpolation_weights(source: Tensor, length: int) -> Tensor:
     return (1.0 - (source.unsqueeze(-1) - taps).abs()).clamp_(min=0.0)
 
 
-def draw_sprites(
-    canvas: Tensor, sprites: Tensor, centres: Tensor, inverse: Tensor, window: int, axis_aligned: bool
-) -> None:
-    """Draw sprites (B, K, h, w) transformed into ``canvas`` (B, C, C), max-combined, in place.
+def render_sprites(
+    sprites: Tensor, centres: Tensor, inverse: Tensor, size: int, window: int, axis_aligned: bool
+) -> tuple[Tensor, Tensor]:
+    """Render sprites (B, K, h, w) transformed onto a ``size`` wide canvas, each into a
+    ``window`` wide square; returns the windows (B, K, W, W) and their top-left
+    corners (B, K, 2) as (x, y) canvas pixels.
 
     ``centres`` (B, K, 2) are the sprites' centres (x, y) in pixels from the canvas
     centre before the transformation; ``inverse`` (B, 2, 2) maps an output offset
     to a pre-transformation offset. Each sprite is resampled bilinearly (zero
     outside) into a ``window`` wide square around its transformed centre: only
-    that window is computed. An ``axis_aligned`` (diagonal) ``inverse`` is resampled
-    separably, as two small matrix products, instead of through ``grid_sample``.
+    that window is computed; :func:`paste_max` puts them on the canvas. An
+    ``axis_aligned`` (diagonal) ``inverse`` is resampled separably, as two small
+    matrix products, instead of through ``grid_sample``.
     """
     b, k, h, w = sprites.shape
-    size = canvas.shape[-1]
-    device = canvas.device
+    device, dtype = sprites.device, sprites.dtype
     # where each centre lands on the output canvas, and the window's corner there
     landed = torch.linalg.solve(inverse[:, None], centres.unsqueeze(-1)).squeeze(-1)
     corner = (landed + (size - window) / 2).round().clamp(0, size - window)
     # output offsets (from the canvas centre) of the window's pixel centres, per axis
-    steps = torch.arange(window, device=device, dtype=canvas.dtype) + 0.5 - size / 2
+    steps = torch.arange(window, device=device, dtype=dtype) + 0.5 - size / 2
     out_x = (corner[..., 0:1] + steps).unsqueeze(-2)  # (B, K, 1, W)
     out_y = (corner[..., 1:2] + steps).unsqueeze(-1)  # (B, K, W, 1)
     m = inverse[:, None, :, :, None, None]
@@ -111,13 +113,12 @@ def draw_sprites(
         cols = _interpolation_weights(source_x, w)  # (B, K, W, w)
         drawn = rows @ sprites @ cols.transpose(-1, -2)
     else:
-        half = torch.tensor([w / 2, h / 2], device=device, dtype=canvas.dtype)[:, None, None]
+        half = torch.tensor([w / 2, h / 2], device=device, dtype=dtype)[:, None, None]
         source = m[:, :, :, 0] * out_x.unsqueeze(2) + m[:, :, :, 1] * out_y.unsqueeze(2)
         grid = (source - centres[..., None, None]) / half  # (B, K, 2, W, W), normalised
         grid = grid.permute(0, 1, 3, 4, 2).reshape(b * k, window, window, 2)
         drawn = sample(sprites.reshape(b * k, 1, h, w), grid).view(b, k, window, window)
-    corner = corner.long()
-    paste_max(canvas, drawn, corner[..., 1], corner[..., 0])
+    return drawn, corner.long()
 
 
 def _uniform(shape: tuple[int, ...], low: float | Tensor, high: float | Tensor, gen, device) -> Tensor:
@@ -150,12 +151,17 @@ def augment(
     growth = 2.0 ** task.log2_scale[1] * (math.sqrt(2) if task.rotation else 1.0)
     aligned = task.rotation == 0
 
-    def window(sprite: int) -> int:
-        return min(canvas_size, math.ceil(sprite * growth) + 2)
+    def draw(sprites: Tensor, centres: Tensor, canvas: Tensor | None) -> Tensor:
+        window = min(canvas_size, math.ceil(sprites.shape[-1] * growth) + 2)
+        drawn, corner = render_sprites(sprites, centres, inverse, canvas_size, window, aligned)
+        if canvas is None and window == canvas_size:
+            return drawn[:, 0]  # one sprite covering the whole canvas: it is the canvas
+        if canvas is None:
+            canvas = torch.zeros(b, canvas_size, canvas_size, device=device)
+        paste_max(canvas, drawn, corner[..., 1], corner[..., 0])
+        return canvas
 
-    canvas = torch.zeros(b, canvas_size, canvas_size, device=device)
-    centre = _on_pixel_grid(shift, size, canvas_size)
-    draw_sprites(canvas, images[:, None], centre[:, None], inverse, window(size), aligned)
+    canvas = draw(images[:, None], _on_pixel_grid(shift, size, canvas_size)[:, None], None)
 
     if task.clutter:
         k, n = task.clutter_size, task.clutter
@@ -168,7 +174,7 @@ def augment(
         # clutter lies uniformly over what stays visible of the untransformed plane
         reach = (canvas_size / (2 * scale) - k / 2).clamp(min=0)[:, None, None]
         centres = _uniform((b, n, 2), -reach, reach, gen, device)
-        draw_sprites(canvas, patches, _on_pixel_grid(centres, k, canvas_size), inverse, window(k), aligned)
+        canvas = draw(patches, _on_pixel_grid(centres, k, canvas_size), canvas)
 
     return canvas[:, None].clamp_(0.0, 1.0), {"angle": angle, "scale": scale, "shift": shift}
 
