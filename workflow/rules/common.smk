@@ -95,12 +95,11 @@ def check_config():
             parse_network_name(name)
         except InvalidNetworkName as error:
             raise ConfigError(f"config: networks: {error}") from None
-    for section, names in [
-        ("report.alignment.networks", config["report"]["alignment"]["networks"])
-    ]:
-        unknown = set(names) - set(config["networks"])
-        if unknown and has_alignment_figure():
-            raise ConfigError(f"config: {section}: {sorted(unknown)} not in `networks`")
+    unknown = set(config["report"]["alignment"]["networks"]) - set(config["networks"])
+    if unknown and has_alignment_figure():
+        raise ConfigError(
+            f"config: report.alignment.networks: {sorted(unknown)} not in `networks`"
+        )
     for table, spec in config["report"]["tables"].items():
         unknown = set(spec["tasks"]) - set(config["tasks"])
         if unknown:
