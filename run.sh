@@ -13,7 +13,8 @@ if [ ! -x "$VENV/bin/python" ]; then
     if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
         # Debian without python3-venv: use virtualenv from PyPI instead
         rm -rf "$VENV"
-        "$PYTHON" -m pip install --user --quiet virtualenv
+        "$PYTHON" -m pip install --user --quiet virtualenv 2>/dev/null ||
+            "$PYTHON" -m pip install --user --quiet --break-system-packages virtualenv  # PEP 668 systems
         "$PYTHON" -m virtualenv --quiet "$VENV"
     fi
 fi
