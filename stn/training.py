@@ -153,6 +153,8 @@ def train(
         loss = classification_loss(model(inputs), labels[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if train_cfg["grad_clip"]:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg["grad_clip"])
         optimizer.step()
         if (step + 1) % train_cfg["checkpoint_every"] == 0 and step + 1 < steps:
             save_state(step + 1, elapsed + time.perf_counter() - began)
