@@ -130,8 +130,3 @@ def decompose(theta: Tensor) -> dict[str, Tensor]:
 def rotation_angle(theta: Tensor) -> Tensor:
     """The rotation (degrees) of the closest similarity: ``atan2(a10 - a01, a00 + a11)``."""
     return torch.rad2deg(torch.atan2(theta[:, 1, 0] - theta[:, 0, 1], theta[:, 0, 0] + theta[:, 1, 1]))
-
-
-def pixels_to_normalised(pixels: Tensor | float, size: int) -> Tensor | float:
-    """A shift of ``pixels`` in an image of ``size`` pixels, in normalised units."""
-    return pixels * 2.0 / size
