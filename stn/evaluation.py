@@ -11,7 +11,7 @@ from torch import Tensor
 
 from stn.config import resolve_run_config, task_spec
 from stn.data.augment import make_test_set
-from stn.data.mnist import load_digits
+from stn.data.mnist import digits_from_config
 from stn.devices import resolve_device
 from stn.io import load_torch, save_json, save_torch
 from stn.networks import STNetwork
@@ -28,9 +28,7 @@ def prepare_test_set(config: dict[str, Any] | Path | str, out: Path | str) -> Pa
     """Generate the task's fixed test set once (seeded by ``task.test_seed``) and save it."""
     config = resolve_run_config(config)
     data = config["data"]
-    digits = load_digits(
-        data["source"], data["root"], data["mirrors"], data["test_fraction"], data["split_seed"]
-    )
+    digits = digits_from_config(data)
     images, labels = make_test_set(
         digits.test_images, digits.test_labels, task_spec(config), config["task"]["test_seed"]
     )

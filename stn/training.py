@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from stn.config import backbone_args, resolve_run_config, task_spec
 from stn.data.augment import augment
-from stn.data.mnist import load_digits
+from stn.data.mnist import digits_from_config
 from stn.devices import resolve_device
 from stn.io import load_torch, save_torch
 from stn.networks import STNetwork, build_network
@@ -97,9 +97,7 @@ def train(
     seed, train_cfg, task = config["seed"], config["train"], task_spec(config)
 
     data = config["data"]
-    digits = load_digits(
-        data["source"], data["root"], data["mirrors"], data["test_fraction"], data["split_seed"]
-    )
+    digits = digits_from_config(data)
     images, labels = digits.train_images.to(device), digits.train_labels.to(device)
     steps = total_steps(config, len(images))
 

@@ -70,3 +70,10 @@ def load_digits(
     if source == "torchvision":
         return _as_digits(*load_official_mnist(Path(root), mirrors))
     raise ValueError(f"unknown MNIST source {source!r}; valid: {', '.join(SOURCES)}")
+
+
+def digits_from_config(data: dict) -> Digits:
+    """The digits a run config's ``data`` section describes."""
+    return load_digits(
+        data["source"], data["root"], data["mirrors"], data["test_fraction"], data["split_seed"]
+    )

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from stn.data.mnist import load_digits
+from stn.data.mnist import digits_from_config
 from stn.io import output_to
 from stn.report import alignment_figure
 from stn.training import load_checkpoint
@@ -18,9 +18,7 @@ with output_to(snakemake.log[0]):
         scale_models[network], content = load_checkpoint(path)
         contents.append(content)
     data = contents[0]["config"]["data"]
-    digits = load_digits(
-        data["source"], data["root"], data["mirrors"], data["test_fraction"], data["split_seed"]
-    )
+    digits = digits_from_config(data)
     chosen = torch.stack(
         [digits.test_images[digits.test_labels == label][0] for label in (2, 4, 7)][: settings["digits"]]
     )
