@@ -13,6 +13,7 @@ from stn.config import resolve_run_config, task_spec
 from stn.data.augment import make_test_set
 from stn.data.mnist import digits_from_config
 from stn.devices import resolve_device
+from stn.invariance import rotation_undone
 from stn.io import load_torch, save_json, save_torch
 from stn.networks import STNetwork
 from stn.training import load_checkpoint
@@ -51,6 +52,9 @@ def error_rate(
     return 100.0 * wrong / len(images)
 
 
+ROTATION_PROBE_IMAGES = 500
+
+
 def evaluate(
     checkpoint: Path | str,
     test_set: Path | str,
@@ -70,12 +74,15 @@ def evaluate(
         )
     began = time.perf_counter()
     error = error_rate(model, test["images"], test["labels"], config["train"]["eval_batch_size"], dev)
+    probe = test["images"][:ROTATION_PROBE_IMAGES].to(dev).float() / 255.0
+    undone = rotation_undone(model, probe) if config["task"]["rotation"] else None
     metrics = {
         "network": config["model"]["network"],
         "task": config["task"]["name"],
         "seed": config["seed"],
         "test_error": error,
         "test_size": len(test["labels"]),
+        "rotation_undone": undone,
         "eval_seconds": time.perf_counter() - began,
         **content["train_stats"],
         "config": config,

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-from stn.geometry import affine_matrix, identity, invert, warp
+from stn.geometry import affine_matrix, identity, invert, rotation_angle, warp
 from stn.networks import SpatialTransformer, STNetwork
 
 
@@ -86,3 +86,31 @@ def oracle_output_change(model: STNetwork, images: Tensor, theta: Tensor) -> Ten
         reference = model(images)
     with oracle(model, invert(theta)):
         return relative_change(reference, model(transformed(images, theta, model.padding_mode)))
+
+
+ROTATION_PROBE_ANGLES = (-45.0, -22.5, 0.0, 22.5, 45.0)
+
+
+@torch.no_grad()
+def rotation_undone(
+    model: STNetwork, images: Tensor, angles: tuple[float, ...] = ROTATION_PROBE_ANGLES
+) -> float | None:
+    """The share of an applied rotation that the network's first transformer undoes.
+
+    Every image is rotated by each of ``angles``; within an image, the rotation of the
+    predicted warp (the composed input warp, else the first feature warp) is regressed
+    on the applied angle. 1: every rotated copy is brought to one pose; 0: the
+    rotation is ignored. None for a network without transformers.
+    """
+    if not model.spec.transformers:
+        return None
+    model.eval()
+    predicted = []
+    for angle in angles:
+        theta = transformation("rotation", angle, len(images), images.device)
+        thetas = model.run(transformed(images, theta, model.padding_mode)).thetas
+        predicted.append(rotation_angle(thetas.get("input", next(iter(thetas.values())))))
+    applied = torch.tensor(angles, device=images.device) - sum(angles) / len(angles)
+    centred = torch.stack(predicted, dim=1)
+    centred = centred - centred.mean(dim=1, keepdim=True)
+    return float(-(centred * applied).sum() / (applied.square().sum() * len(images)))

@@ -43,10 +43,12 @@ def summary_table(
     metrics: pd.DataFrame, networks: Sequence[str], tasks: Sequence[str], paper: str
 ) -> pd.DataFrame:
     """Per network (rows) and task: mean error, its standard deviation over seeds, the
-    number of seeds, the paper's error and our mean minus the paper's."""
+    number of seeds, the paper's error, our mean minus the paper's, and the mean share
+    of an applied rotation that the transformer undoes (see :func:`stn.invariance.rotation_undone`)."""
     reported = paper_results().get(paper, {})
-    grouped = metrics.groupby(["network", "task"])["test_error"]
-    stats = grouped.agg(["mean", "std", "count"])
+    grouped = metrics.groupby(["network", "task"])
+    stats = grouped["test_error"].agg(["mean", "std", "count"])
+    undone = grouped["rotation_undone"].mean() if "rotation_undone" in metrics else pd.Series()
     rows = []
     for network in networks:
         row: dict[str, object] = {"network": network}
@@ -59,6 +61,7 @@ def summary_table(
                 f"{task}_seeds": count,
                 f"{task}_paper": theirs,
                 f"{task}_diff": None if theirs is None or mean is None else mean - theirs,
+                f"{task}_undone": undone.get((network, task)),
             }
         rows.append(row)
     return pd.DataFrame(rows).set_index("network")
@@ -69,7 +72,8 @@ def _cell(value: float | None, fmt: str = "{:.2f}") -> str:
 
 
 def format_table(table: pd.DataFrame, tasks: Sequence[str], latex: bool = False) -> pd.DataFrame:
-    """Human-readable cells: ``mean ± std (n)``, the paper's value and the difference."""
+    """Human-readable cells: ``mean ± std (n)``, the paper's value, the difference and,
+    for tasks with rotations, the share of rotation undone."""
     pm = r"$\pm$" if latex else "±"
     out = {}
     for task in tasks:
@@ -81,6 +85,8 @@ def format_table(table: pd.DataFrame, tasks: Sequence[str], latex: bool = False)
         ]
         out[f"{task} paper"] = [_cell(v) for v in table[f"{task}_paper"]]
         out[f"{task} diff"] = [_cell(v, "{:+.2f}") for v in table[f"{task}_diff"]]
+        if table[f"{task}_undone"].notna().any():
+            out[f"{task} undone"] = [_cell(v) for v in table[f"{task}_undone"]]
     return pd.DataFrame(out, index=table.index)
 
 
@@ -91,7 +97,7 @@ def write_table(table: pd.DataFrame, tasks: Sequence[str], stem: Path | str, cap
     markdown = format_table(table, tasks).to_markdown(disable_numparse=True)
     atomic_write(stem.with_suffix(".md"), lambda tmp: tmp.write_text(f"{caption}\n\n{markdown}\n"))
     latex = format_table(table, tasks, latex=True)
-    columns = "l" + "rrr" * len(tasks)
+    columns = "l" + "r" * len(latex.columns)
     header = " & ".join(["Network", *(c.replace("diff", r"$\Delta$") for c in latex.columns)])
     body = "\n".join(
         " & ".join([name, *row]) + r" \\"

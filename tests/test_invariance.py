@@ -2,7 +2,15 @@ import pytest
 import torch
 
 from stn import build_network
-from stn.invariance import oracle, oracle_output_change, output_change, transformation
+from stn.invariance import (
+    ROTATION_PROBE_ANGLES,
+    oracle,
+    oracle_output_change,
+    output_change,
+    rotation_undone,
+    transformation,
+    transformed,
+)
 
 INPUT_TRANSFORMING = [
     "STN-C0",
@@ -59,3 +67,36 @@ def test_oracle_is_removed_after_use(images):
 def test_unknown_transformation():
     with pytest.raises(ValueError, match="unknown transformation"):
         transformation("shear", 1.0, 1)
+
+
+def _install_aligner(model, images: torch.Tensor, share: float) -> None:
+    """Replace the first transformer's localisation by a stand-in that recognises which
+    probe rotation its input comes from and predicts the warp undoing ``share`` of it."""
+    transformer = [*model.input_transformers, *model.feature_transformers.values()][0]
+    before = torch.nn.Sequential(*model.blocks[: transformer.spec.depth])
+    if transformer.spec.transforms == "input":
+        before = torch.nn.Identity()
+    candidates = {
+        angle: before(transformed(images, transformation("rotation", angle, len(images))))
+        for angle in ROTATION_PROBE_ANGLES
+    }
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        angle = min(candidates, key=lambda a: float((candidates[a] - x).abs().sum()))
+        return transformation("rotation", -share * angle, len(x))
+
+    transformer.forward = predict
+
+
+@pytest.mark.parametrize("name", ["STN-C0", "STN-SL1", "STN-C1"])
+@pytest.mark.parametrize("share", [1.0, 0.5])
+def test_rotation_undone_measures_the_share_of_rotation_undone(images, name, share):
+    model = build_network(name, "mnist").eval()
+    with torch.no_grad():
+        _install_aligner(model, images, share)
+    assert rotation_undone(model, images) == pytest.approx(share, abs=1e-4)
+
+
+def test_rotation_undone_is_zero_at_initialisation_and_none_without_transformer(images):
+    assert rotation_undone(build_network("STN-SL1", "mnist"), images) == pytest.approx(0.0, abs=1e-6)
+    assert rotation_undone(build_network("CNN", "mnist"), images) is None

@@ -34,6 +34,7 @@ def test_same_seed_same_weights_and_metrics(tmp_path):
     saved = json.loads((tmp_path / "a.json").read_text())
     assert saved["test_error"] == first["test_error"] and saved["seed"] == 0
     assert saved["config"]["model"]["network"] == "STN-SL1" and saved["train_images_per_second"] > 0
+    assert isinstance(saved["rotation_undone"], float)  # a rotated task measures how much is undone
     assert not state_path(tmp_path / "a.pt").exists()
 
 
@@ -109,6 +110,13 @@ def test_evaluate_refuses_a_test_set_of_another_task(tmp_path):
     prepare_test_set(tiny_config(task={"name": "T", "canvas": 60, "translation": 16}), tmp_path / "t.pt")
     with pytest.raises(ValueError, match="another data set or task"):
         evaluate(tmp_path / "model.pt", tmp_path / "t.pt", device="cpu")
+
+
+def test_evaluate_measures_rotation_undone_only_on_rotated_tasks(tmp_path):
+    config = tiny_config(task={"name": "T", "canvas": 36, "translation": 4})
+    prepare_test_set(config, tmp_path / "t.pt")
+    train(config, tmp_path / "model.pt", progress=False)
+    assert evaluate(tmp_path / "model.pt", tmp_path / "t.pt", device="cpu")["rotation_undone"] is None
 
 
 @pytest.mark.parametrize(
