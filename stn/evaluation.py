@@ -74,6 +74,7 @@ def evaluate(
         )
     began = time.perf_counter()
     error = error_rate(model, test["images"], test["labels"], config["train"]["eval_batch_size"], dev)
+    seconds = time.perf_counter() - began
     probe = test["images"][:ROTATION_PROBE_IMAGES].to(dev).float() / 255.0
     undone = rotation_undone(model, probe) if config["task"]["rotation"] else None
     metrics = {
@@ -83,7 +84,7 @@ def evaluate(
         "test_error": error,
         "test_size": len(test["labels"]),
         "rotation_undone": undone,
-        "eval_seconds": time.perf_counter() - began,
+        "eval_seconds": seconds,
         **content["train_stats"],
         "config": config,
     }

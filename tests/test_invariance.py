@@ -4,6 +4,7 @@ import torch
 from stn import build_network
 from stn.invariance import (
     ROTATION_PROBE_ANGLES,
+    _transformers_in_order,
     oracle,
     oracle_output_change,
     output_change,
@@ -72,10 +73,9 @@ def test_unknown_transformation():
 def _install_aligner(model, images: torch.Tensor, share: float) -> None:
     """Replace the first transformer's localisation by a stand-in that recognises which
     probe rotation its input comes from and predicts the warp undoing ``share`` of it."""
-    transformer = [*model.input_transformers, *model.feature_transformers.values()][0]
-    before = torch.nn.Sequential(*model.blocks[: transformer.spec.depth])
-    if transformer.spec.transforms == "input":
-        before = torch.nn.Identity()
+    transformer = _transformers_in_order(model)[0]
+    reads_input = transformer.spec.transforms == "input"
+    before = torch.nn.Sequential(*([] if reads_input else model.blocks[: transformer.spec.depth]))
     candidates = {
         angle: before(transformed(images, transformation("rotation", angle, len(images))))
         for angle in ROTATION_PROBE_ANGLES
