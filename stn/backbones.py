@@ -108,20 +108,47 @@ class ClassifierHead(nn.Module):
         return self.logits(self.body(x)).view(x.shape[0], *self.outputs)
 
 
+def _first(value: int | tuple[int, ...] | str) -> int | str:
+    return value[0] if isinstance(value, tuple) else value
+
+
+def sampling_lattice(block: nn.Module, offset: float = 0.0, stride: float = 1.0) -> tuple[float, float]:
+    """Where the pixels of ``block``'s output lie on the image's pixel grid, given that its
+    input's pixel j lies at image pixel ``offset + stride * j`` (the defaults: the block
+    reads the image). Returns the same pair for the output."""
+    for module in block.modules():
+        if isinstance(module, nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d):
+            kernel, step, pad = (_first(v) for v in (module.kernel_size, module.stride, module.padding))
+            if pad == "same":  # torch pads (kernel - 1) // 2 before
+                pad = (kernel - 1) // 2
+            offset += stride * ((kernel - 1) / 2 - pad)
+            stride *= step
+    return offset, stride
+
+
 class Backbone(nn.Module):
-    """A classifier: ``blocks`` then ``head``; ``feature_shapes[d]`` is the map at depth d."""
+    """A classifier: ``blocks`` then ``head``; ``feature_shapes[d]`` is the map at depth d and
+    ``feature_frames[d]`` (scale, offset) places its normalised coordinates in the input's:
+    ``input = scale * map + offset`` (a valid convolution sees less than the whole input)."""
 
     def __init__(self, spec: BackboneSpec) -> None:
         super().__init__()
         self.spec = spec
         channels, size, _ = spec.input_shape
         self.feature_shapes = [(channels, size, size)]
+        self.feature_frames = [(1.0, 0.0)]
         blocks = []
+        offset, stride, image = 0.0, 1.0, size
         for block_spec in spec.blocks:
             block, size = conv_stage(channels, block_spec, size, spec.activation)
             channels = block_spec.channels
             blocks.append(block)
             self.feature_shapes.append((channels, size, size))
+            offset, stride = sampling_lattice(block, offset, stride)
+            # pixel i at input pixel offset + stride * i, in normalised coordinates
+            self.feature_frames.append(
+                (stride * size / image, (2 * offset + stride * (size - 1) + 1) / image - 1)
+            )
         self.blocks = nn.ModuleList(blocks)
         self.head = ClassifierHead(channels * size * size, spec)
 

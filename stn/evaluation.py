@@ -10,12 +10,13 @@ import torch
 from torch import Tensor
 
 from stn.config import resolve_run_config, task_spec
-from stn.data.augment import make_test_set
+from stn.data.augment import make_test_set, undo_matrix
 from stn.data.mnist import digits_from_config
 from stn.devices import resolve_device
-from stn.invariance import rotation_undone
+from stn.invariance import predicted_angles, rotation_undone
 from stn.io import load_torch, save_json, save_torch
 from stn.networks import STNetwork
+from stn.statistics import pose_spread
 from stn.training import load_checkpoint
 
 
@@ -30,24 +31,46 @@ def prepare_test_set(config: dict[str, Any] | Path | str, out: Path | str) -> Pa
     config = resolve_run_config(config)
     data = config["data"]
     digits = digits_from_config(data)
-    images, labels = make_test_set(
+    images, labels, params = make_test_set(
         digits.test_images, digits.test_labels, task_spec(config), config["task"]["test_seed"]
     )
-    save_torch({"images": images, "labels": labels, **test_set_key(config)}, out)
+    save_torch({"images": images, "labels": labels, "params": params, **test_set_key(config)}, out)
     return Path(out)
+
+
+def load_test_set(path: Path | str, config: dict[str, Any]) -> dict[str, Any]:
+    """A prepared test set, checked against the run ``config`` it is used with, with ``poses``:
+    the warp of each image that undoes its augmentation (see :func:`undo_matrix`)."""
+    test = load_torch(path)
+    expected = test_set_key(config)
+    if {"data": test["data"], "task": test["task"]} != expected:
+        raise ValueError(
+            f"{path} was made for another data set or task: "
+            f"{ {'data': test['data'], 'task': test['task']} } != {expected}"
+        )
+    if "params" not in test:
+        raise ValueError(f"{path} predates stored augmentation parameters: delete it to regenerate it")
+    return test | {"poses": undo_matrix(test["params"], task_spec(config))}
 
 
 @torch.no_grad()
 def error_rate(
-    model: STNetwork, images: Tensor, labels: Tensor, batch_size: int, device: torch.device
+    model: STNetwork,
+    images: Tensor,
+    labels: Tensor,
+    batch_size: int,
+    device: torch.device,
+    poses: Tensor | None = None,
 ) -> float:
-    """Test error in %: a sample is correct when every output position is."""
+    """Test error in %: a sample is correct when every output position is. ``poses`` go to
+    oracle transformers."""
     model.eval()
     wrong = 0
     for start in range(0, len(images), batch_size):
         x = images[start : start + batch_size].to(device).float() / 255.0
         y = labels[start : start + batch_size].to(device)
-        predicted = model(x).argmax(-1)
+        pose = None if poses is None else poses[start : start + batch_size].to(device)
+        predicted = model(x, pose).argmax(-1)
         wrong += int((predicted != y).reshape(len(y), -1).any(dim=1).sum())
     return 100.0 * wrong / len(images)
 
@@ -65,18 +88,19 @@ def evaluate(
     dev = resolve_device(device, claim=False)
     model, content = load_checkpoint(checkpoint, dev)
     config = content["config"]
-    test = load_torch(test_set)
-    expected = test_set_key(config)
-    if {"data": test["data"], "task": test["task"]} != expected:
-        raise ValueError(
-            f"{test_set} was made for another data set or task than {checkpoint}: "
-            f"{ {'data': test['data'], 'task': test['task']} } != {expected}"
-        )
+    test = load_test_set(test_set, config)
+    poses = test["poses"].to(dev) if model.needs_pose else None
+    batch_size = config["train"]["eval_batch_size"]
     began = time.perf_counter()
-    error = error_rate(model, test["images"], test["labels"], config["train"]["eval_batch_size"], dev)
+    error = error_rate(model, test["images"], test["labels"], batch_size, dev, poses)
     seconds = time.perf_counter() - began
-    probe = test["images"][:ROTATION_PROBE_IMAGES].to(dev).float() / 255.0
-    undone = rotation_undone(model, probe) if config["task"]["rotation"] else None
+    undone = spread = None
+    if config["task"]["rotation"] and model.spec.transformers:
+        probe = slice(0, ROTATION_PROBE_IMAGES)
+        images = test["images"][probe].to(dev).float() / 255.0
+        undone = rotation_undone(model, images, poses=None if poses is None else poses[probe])
+        predicted = predicted_angles(model, test["images"], poses, batch_size)
+        spread = pose_spread((test["params"]["angle"] + predicted).numpy(), test["labels"].numpy())
     metrics = {
         "network": config["model"]["network"],
         "task": config["task"]["name"],
@@ -84,6 +108,7 @@ def evaluate(
         "test_error": error,
         "test_size": len(test["labels"]),
         "rotation_undone": undone,
+        "pose_spread": spread,
         "eval_seconds": seconds,
         **content["train_stats"],
         "config": config,

@@ -130,3 +130,20 @@ def decompose(theta: Tensor) -> dict[str, Tensor]:
 def rotation_angle(theta: Tensor) -> Tensor:
     """The rotation (degrees) of the closest similarity: ``atan2(a10 - a01, a00 + a11)``."""
     return torch.rad2deg(torch.atan2(theta[:, 1, 0] - theta[:, 0, 1], theta[:, 0, 0] + theta[:, 1, 1]))
+
+
+def frame_matrix(scale: float, offset: float, device: torch.device | None = None) -> Tensor:
+    """The (1, 2, 3) map ``p -> scale * p + offset`` (both axes) from a feature map's normalised
+    coordinates to the input's, for a map that covers a centred or shifted square of the input."""
+    return torch.tensor([[[scale, 0.0, offset], [0.0, scale, offset]]], device=device)
+
+
+def in_frame(theta: Tensor, frame: Tensor) -> Tensor:
+    """A warp ``theta`` of the input expressed in the coordinates of a map whose ``frame``
+    (:func:`frame_matrix`) places it in the input: ``frame^-1 @ theta @ frame``.
+
+    Rotations and scales about the centre of a centred map are unchanged; translations
+    grow as the map covers less of the input.
+    """
+    frame = frame.to(theta).expand(len(theta), 2, 3)
+    return compose(compose(invert(frame), theta), frame)

@@ -12,11 +12,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from stn.geometry import affine_matrix, identity, invert, rotation_angle, warp
+from stn.geometry import (
+    affine_matrix,
+    compose,
+    frame_matrix,
+    identity,
+    in_frame,
+    invert,
+    rotation_angle,
+    warp,
+)
 from stn.networks import SpatialTransformer, STNetwork
 
 
@@ -53,7 +63,7 @@ def oracle(model: STNetwork, theta: Tensor) -> Iterator[None]:
         raise ValueError(f"{model.spec.name} has no spatial transformer to replace by an oracle")
     calls = 0
 
-    def predict(x: Tensor) -> Tensor:
+    def predict(x: Tensor, pose: Tensor | None = None) -> Tensor:
         nonlocal calls
         calls += 1
         return theta if calls == 1 else identity(len(x), x.device)
@@ -88,19 +98,91 @@ def oracle_output_change(model: STNetwork, images: Tensor, theta: Tensor) -> Ten
         return relative_change(reference, model(transformed(images, theta, model.padding_mode)))
 
 
+@dataclass
+class Realignment:
+    """Feature maps at one depth of original images and of transformed images aligned back.
+
+    ``original``: maps of the untransformed images; ``features``: maps of the transformed
+    images, warped back by the exact inverse transformation (the best an STN-CX can
+    do); ``input``: maps of the transformed images warped back *before* the blocks (what
+    an input transformer does). ``*_error``: per-channel relative error against ``original``,
+    averaged over images (channels that never respond are NaN)."""
+
+    original: Tensor
+    features: Tensor
+    input: Tensor
+    features_error: Tensor
+    input_error: Tensor
+
+
+def _channel_error(original: Tensor, other: Tensor) -> Tensor:
+    norm = original.flatten(2).norm(dim=2)
+    error = (other - original).flatten(2).norm(dim=2) / norm.clamp_min(1e-12)
+    return error.where(norm > 1e-6, torch.nan).nanmean(dim=0)
+
+
+@torch.no_grad()
+def realign_feature_maps(model: STNetwork, images: Tensor, theta: Tensor, depth: int = 1) -> Realignment:
+    """Transform ``images`` by ``theta`` and align the depth-``depth`` maps of the classifier's
+    blocks back by the exact inverse, in the maps' own coordinates: the paper's proof,
+    measured. For rotations by multiples of 90 degrees the warps are exact on the pixel grid,
+    so the input alignment returns the original maps and any error of the feature alignment
+    comes from channels that respond differently to the transformed pattern."""
+    blocks = torch.nn.Sequential(*model.eval().blocks[:depth])
+    frame = frame_matrix(*model.feature_frames[depth], device=images.device)
+    moved = transformed(images, theta, model.padding_mode)
+    undo = invert(theta)
+    original = blocks(images)
+    features = warp(blocks(moved), in_frame(undo, frame), padding_mode=model.padding_mode)
+    inputs = blocks(transformed(moved, undo, model.padding_mode))
+    return Realignment(
+        original, features, inputs, _channel_error(original, features), _channel_error(original, inputs)
+    )
+
+
+def first_warp(thetas: dict[str, Tensor]) -> Tensor:
+    """The warp a network applies first: the composed input warp, else the first feature warp."""
+    return thetas.get("input", next(iter(thetas.values())))
+
+
+@torch.no_grad()
+def predicted_angles(
+    model: STNetwork, images: Tensor, poses: Tensor | None = None, batch_size: int = 512
+) -> Tensor:
+    """The rotation (degrees, ``-atan2(a01 - a10, a00 + a11)``) of the first warp the network
+    applies to each image (float in [0, 1] or uint8, on any device: batches move to the
+    model's); ``poses`` are passed on to oracle transformers."""
+    if not model.spec.transformers:
+        raise ValueError(f"{model.spec.name} has no spatial transformer whose angle could be read")
+    model.eval()
+    device = next(model.parameters()).device
+    angles = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size].to(device)
+        batch = batch.float() / 255.0 if batch.dtype == torch.uint8 else batch
+        pose = None if poses is None else poses[start : start + batch_size].to(device)
+        angles.append(rotation_angle(first_warp(model.run(batch, pose).thetas)).cpu())
+    return torch.cat(angles)
+
+
 ROTATION_PROBE_ANGLES = (-45.0, -22.5, 0.0, 22.5, 45.0)
 
 
 @torch.no_grad()
 def rotation_undone(
-    model: STNetwork, images: Tensor, angles: tuple[float, ...] = ROTATION_PROBE_ANGLES
+    model: STNetwork,
+    images: Tensor,
+    angles: tuple[float, ...] = ROTATION_PROBE_ANGLES,
+    poses: Tensor | None = None,
 ) -> float | None:
     """The share of an applied rotation that the network's first transformer undoes.
 
     Every image is rotated by each of ``angles``; within an image, the rotation of the
     predicted warp (the composed input warp, else the first feature warp) is regressed
     on the applied angle. 1: every rotated copy is brought to one pose; 0: the
-    rotation is ignored. None for a network without transformers.
+    rotation is ignored. None for a network without transformers. ``poses`` (the
+    images' own poses) are needed by oracle transformers: a rotated copy's pose is
+    its rotation undone, then the image's pose.
     """
     if not model.spec.transformers:
         return None
@@ -108,8 +190,9 @@ def rotation_undone(
     predicted = []
     for angle in angles:
         theta = transformation("rotation", angle, len(images), images.device)
-        thetas = model.run(transformed(images, theta, model.padding_mode)).thetas
-        predicted.append(rotation_angle(thetas.get("input", next(iter(thetas.values())))))
+        pose = None if poses is None else compose(invert(theta), poses)
+        thetas = model.run(transformed(images, theta, model.padding_mode), pose).thetas
+        predicted.append(rotation_angle(first_warp(thetas)))
     applied = torch.tensor(angles, device=images.device) - sum(angles) / len(angles)
     centred = torch.stack(predicted, dim=1)
     centred = centred - centred.mean(dim=1, keepdim=True)

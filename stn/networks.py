@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from stn.backbones import Backbone, LocHeadSpec, build_backbone, conv_stage, mlp
-from stn.geometry import compose, warp
+from stn.geometry import compose, frame_matrix, in_frame, warp
 from stn.variants import NetworkSpec, TransformerSpec, parse_network_name
 
 
@@ -35,21 +35,40 @@ class LocHead(nn.Module):
         with torch.no_grad():
             self.theta.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, pose: Tensor | None = None) -> Tensor:
         return self.theta(self.features(x)).view(-1, 2, 3)
 
 
-class SpatialTransformer(nn.Module):
-    """A localisation network (``body`` then a :class:`LocHead`) predicting an affine matrix."""
+class OracleHead(nn.Module):
+    """No localisation network: the exact inverse of each image's transformation (its
+    ``pose``, a warp of the input), expressed in the coordinates of the map it warps."""
 
-    def __init__(self, spec: TransformerSpec, body: nn.Module, head: LocHead) -> None:
+    def __init__(self, frame: tuple[float, float], network: str) -> None:
+        super().__init__()
+        self.network = network
+        self.register_buffer("frame", frame_matrix(*frame), persistent=False)
+
+    def forward(self, x: Tensor, pose: Tensor | None = None) -> Tensor:
+        if pose is None:
+            raise ValueError(
+                f"{self.network} needs the pose of every image (the inverse of its augmentation, "
+                "stn.data.augment.undo_matrix): call it with pose=..."
+            )
+        return in_frame(pose.to(x), self.frame)
+
+
+class SpatialTransformer(nn.Module):
+    """A localisation network (``body`` then a :class:`LocHead` or an :class:`OracleHead`)
+    predicting an affine matrix."""
+
+    def __init__(self, spec: TransformerSpec, body: nn.Module, head: LocHead | OracleHead) -> None:
         super().__init__()
         self.spec = spec
         self.body = body
         self.head = head
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.body(x))
+    def forward(self, x: Tensor, pose: Tensor | None = None) -> Tensor:
+        return self.head(self.body(x), pose)
 
 
 def reinitialised_copy(modules: list[nn.Module]) -> nn.Sequential:
@@ -82,6 +101,7 @@ class STNetwork(nn.Module):
         self.padding_mode = backbone.spec.padding_mode
         self.blocks = backbone.blocks
         self.head = backbone.head
+        self.feature_frames = backbone.feature_frames
         self.input_transformers = nn.ModuleList()
         self.feature_transformers = nn.ModuleDict()
         for transformer in spec.transformers:
@@ -97,6 +117,10 @@ class STNetwork(nn.Module):
             raise ValueError(
                 f"{name}: depth {spec.depth} exceeds the backbone's {backbone.num_blocks} blocks "
                 f"(valid depths 0-{backbone.num_blocks})"
+            )
+        if spec.localisation == "oracle":
+            return SpatialTransformer(
+                spec, nn.Identity(), OracleHead(backbone.feature_frames[spec.depth], name)
             )
         presets = backbone.spec.loc_heads
         if spec.head not in presets:
@@ -118,15 +142,21 @@ class STNetwork(nn.Module):
         shared = {id(p) for p in self.classifier_parameters()}
         return [p for p in self.parameters() if id(p) not in shared]
 
-    def run(self, x: Tensor) -> Forward:
-        """The forward pass with everything the transformers did."""
+    @property
+    def needs_pose(self) -> bool:
+        """Whether the network needs each image's pose (it has an oracle transformer)."""
+        return any(t.localisation == "oracle" for t in self.spec.transformers)
+
+    def run(self, x: Tensor, pose: Tensor | None = None) -> Forward:
+        """The forward pass with everything the transformers did. ``pose`` (B, 2, 3): the warp of
+        the input that undoes each image's transformation, read by oracle transformers only."""
         thetas: dict[str, Tensor] = {}
         aligned, total = x, None
         for module in self.input_transformers:
             spec: TransformerSpec = module.spec
             kind = "SL" if spec.reads == "shared" else "DL" if spec.reads == "copy" else "C"
             for iteration in range(spec.iterations):
-                theta = module(aligned)
+                theta = module(aligned, pose)
                 label = f"{kind}{spec.depth}" + (f".{iteration + 1}" if spec.iterations > 1 else "")
                 thetas[label] = theta
                 total = theta if total is None else compose(total, theta)
@@ -137,15 +167,15 @@ class STNetwork(nn.Module):
         h = aligned
         for depth in range(len(self.blocks) + 1):
             if str(depth) in self.feature_transformers:
-                theta = self.feature_transformers[str(depth)](h)
+                theta = self.feature_transformers[str(depth)](h, pose)
                 thetas[f"C{depth}"] = theta
                 h = warp(h, theta, padding_mode=self.padding_mode)
             if depth < len(self.blocks):
                 h = self.blocks[depth](h)
         return Forward(self.head(h), aligned, thetas)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.run(x).logits
+    def forward(self, x: Tensor, pose: Tensor | None = None) -> Tensor:
+        return self.run(x, pose).logits
 
 
 def build_network(network: str | NetworkSpec, backbone: str = "mnist", **backbone_args: Any) -> STNetwork:

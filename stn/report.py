@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
@@ -19,9 +20,11 @@ import yaml
 from torch import Tensor
 
 from stn.geometry import warp
-from stn.invariance import transformation
+from stn.invariance import Realignment, transformation
 from stn.io import atomic_write
 from stn.networks import STNetwork
+from stn.statistics import deming_slope, paired_difference, t_interval
+from stn.variants import parse_network_name
 
 
 @cache
@@ -42,72 +45,152 @@ def load_metrics(paths: Sequence[Path | str]) -> pd.DataFrame:
 def summary_table(
     metrics: pd.DataFrame, networks: Sequence[str], tasks: Sequence[str], paper: str
 ) -> pd.DataFrame:
-    """Per network (rows) and task: mean error, its standard deviation over seeds, the
-    number of seeds, the paper's error, our mean minus the paper's, and the mean share
-    of an applied rotation that the transformer undoes (see :func:`stn.invariance.rotation_undone`)."""
+    """Per network (rows) and task: mean error, its standard deviation and 95% t-interval
+    half-width over seeds, the number of seeds, the paper's error, our mean minus the
+    paper's, the mean share of an applied rotation that the transformer undoes (see
+    :func:`stn.invariance.rotation_undone`) and the residual pose spread in degrees."""
     reported = paper_results().get(paper, {})
-    grouped = metrics.groupby(["network", "task"])
-    stats = grouped["test_error"].agg(["mean", "std", "count"])
-    undone = grouped["rotation_undone"].mean() if "rotation_undone" in metrics else pd.Series()
     rows = []
     for network in networks:
         row: dict[str, object] = {"network": network}
         for task in tasks:
-            mean, std, count = stats.loc[(network, task)] if (network, task) in stats.index else (None,) * 3
+            runs = metrics[(metrics["network"] == network) & (metrics["task"] == task)]
+            ours = t_interval(runs["test_error"].tolist()) if len(runs) else None
             theirs = reported.get(network, {}).get(task)
             row |= {
-                f"{task}_mean": mean,
-                f"{task}_std": std,
-                f"{task}_seeds": count,
+                f"{task}_mean": ours and ours.mean,
+                f"{task}_std": runs["test_error"].std() if len(runs) > 1 else None,
+                f"{task}_ci95": ours and ours.half_width,
+                f"{task}_seeds": len(runs),
                 f"{task}_paper": theirs,
-                f"{task}_diff": None if theirs is None or mean is None else mean - theirs,
-                f"{task}_undone": undone.get((network, task)),
+                f"{task}_diff": None if theirs is None or ours is None else ours.mean - theirs,
             }
+            for measure in MEASURES:
+                values = runs[measure].dropna() if measure in runs else pd.Series(dtype=float)
+                row[f"{task}_{measure}"] = values.mean() if len(values) else None
         rows.append(row)
     return pd.DataFrame(rows).set_index("network")
+
+
+MEASURES = {"rotation_undone": "undone", "pose_spread": "spread (°)"}
+"""Per-run invariance measures shown beside the errors, by metrics key and column name."""
+
+
+def _errors_by_seed(metrics: pd.DataFrame, network: str, task: str) -> dict[int, float]:
+    runs = metrics[(metrics["network"] == network) & (metrics["task"] == task)]
+    return dict(zip(runs["seed"], runs["test_error"], strict=True))
+
+
+def contrast_table(
+    metrics: pd.DataFrame, contrasts: Sequence[Sequence[str]], tasks: Sequence[str]
+) -> pd.DataFrame:
+    """Per stated ordering ``[A, B]`` (A's error is larger) and task: the mean over seeds of
+    A's error minus B's, paired by seed, its 95% t-interval half-width and the seeds."""
+    rows = []
+    for first, second in contrasts:
+        row: dict[str, object] = {"contrast": f"{first} − {second}"}
+        for task in tasks:
+            a, b = _errors_by_seed(metrics, first, task), _errors_by_seed(metrics, second, task)
+            difference = paired_difference(a, b) if set(a) & set(b) else None
+            row |= {
+                f"{task}_mean": difference and difference.mean,
+                f"{task}_ci95": difference and difference.half_width,
+                f"{task}_seeds": difference.n if difference else 0,
+            }
+        rows.append(row)
+    columns = [f"{task}_{part}" for task in tasks for part in ("mean", "ci95", "seeds")]
+    return pd.DataFrame(rows, columns=["contrast", *columns]).set_index("contrast")
 
 
 def _cell(value: float | None, fmt: str = "{:.2f}") -> str:
     return "–" if value is None or pd.isna(value) else fmt.format(value)
 
 
+def _interval_cell(
+    mean: float | None, half_width: float | None, seeds: int, pm: str, fmt: str = "{:.2f}"
+) -> str:
+    """``mean ± half-width (n=k)``; with one seed no interval: ``mean (n=1, no CI)``."""
+    if mean is None or pd.isna(mean):
+        return "–"
+    if half_width is None or pd.isna(half_width):
+        return f"{fmt.format(mean)} (n={seeds:.0f}, no CI)"
+    return f"{fmt.format(mean)} {pm} {half_width:.2f} (n={seeds:.0f})"
+
+
+def _verdict(mean: float | None, half_width: float | None) -> str:
+    if mean is None or pd.isna(mean) or half_width is None or pd.isna(half_width):
+        return "–"
+    return "yes" if mean - half_width > 0 else "no" if mean + half_width < 0 else "unclear"
+
+
 def format_table(table: pd.DataFrame, tasks: Sequence[str], latex: bool = False) -> pd.DataFrame:
-    """Human-readable cells: ``mean ± std (n)``, the paper's value, the difference and,
-    for tasks with rotations, the share of rotation undone."""
+    """Human-readable cells: ``mean ± 95% CI (n)``; where the paper reports the value, the
+    paper's value and the difference (with the same interval); where measured, the
+    invariance measures."""
     pm = r"$\pm$" if latex else "±"
     out = {}
     for task in tasks:
+        cis, seeds = table[f"{task}_ci95"], table[f"{task}_seeds"]
         out[f"{task} ours"] = [
-            f"{_cell(m)} {pm} {_cell(s)} (n={_cell(n, '{:.0f}')})"
-            for m, s, n in zip(
-                table[f"{task}_mean"], table[f"{task}_std"], table[f"{task}_seeds"], strict=True
-            )
+            _interval_cell(m, c, n, pm) for m, c, n in zip(table[f"{task}_mean"], cis, seeds, strict=True)
         ]
-        out[f"{task} paper"] = [_cell(v) for v in table[f"{task}_paper"]]
-        out[f"{task} diff"] = [_cell(v, "{:+.2f}") for v in table[f"{task}_diff"]]
-        if table[f"{task}_undone"].notna().any():
-            out[f"{task} undone"] = [_cell(v) for v in table[f"{task}_undone"]]
+        if table[f"{task}_paper"].notna().any():
+            out[f"{task} paper"] = [_cell(v) for v in table[f"{task}_paper"]]
+            out[f"{task} diff"] = [
+                _interval_cell(d, c, n, pm, "{:+.2f}")
+                for d, c, n in zip(table[f"{task}_diff"], cis, seeds, strict=True)
+            ]
+        for measure, column in MEASURES.items():
+            if table[f"{task}_{measure}"].notna().any():
+                out[f"{task} {column}"] = [_cell(v) for v in table[f"{task}_{measure}"]]
     return pd.DataFrame(out, index=table.index)
 
 
-def write_table(table: pd.DataFrame, tasks: Sequence[str], stem: Path | str, caption: str) -> None:
-    """Write ``stem``.csv (numbers), .md and .tex (booktabs)."""
+def format_contrasts(table: pd.DataFrame, tasks: Sequence[str], latex: bool = False) -> pd.DataFrame:
+    """``difference ± 95% CI (n)`` per task and whether the stated ordering holds (the
+    interval lies above 0: yes; below: no; spans 0: unclear)."""
+    pm = r"$\pm$" if latex else "±"
+    out = {}
+    for task in tasks:
+        means, cis = table[f"{task}_mean"], table[f"{task}_ci95"]
+        out[f"{task} difference"] = [
+            _interval_cell(m, c, n, pm, "{:+.2f}")
+            for m, c, n in zip(means, cis, table[f"{task}_seeds"], strict=True)
+        ]
+        out[f"{task} holds"] = [_verdict(m, c) for m, c in zip(means, cis, strict=True)]
+    return pd.DataFrame(out, index=table.index)
+
+
+def _latex_text(text: str) -> str:
+    return text.replace("%", r"\%").replace("±", r"$\pm$").replace("−", "--").replace("°", r"$^\circ$")
+
+
+def write_table(
+    table: pd.DataFrame,
+    cells: Callable[[bool], pd.DataFrame],
+    stem: Path | str,
+    caption: str,
+) -> None:
+    """Write ``stem``.csv (the numbers of ``table``), .md and .tex (booktabs) of the
+    human-readable ``cells(latex)``."""
     stem = Path(stem)
     atomic_write(stem.with_suffix(".csv"), lambda tmp: table.to_csv(tmp, float_format="%.4f"))
-    markdown = format_table(table, tasks).to_markdown(disable_numparse=True)
+    markdown = cells(False).to_markdown(disable_numparse=True)
     atomic_write(stem.with_suffix(".md"), lambda tmp: tmp.write_text(f"{caption}\n\n{markdown}\n"))
-    latex = format_table(table, tasks, latex=True)
+    latex = cells(True)
     columns = "l" + "r" * len(latex.columns)
-    header = " & ".join(["Network", *(c.replace("diff", r"$\Delta$") for c in latex.columns)])
+    header = " & ".join(
+        [latex.index.name or "", *(_latex_text(c).replace("diff", r"$\Delta$") for c in latex.columns)]
+    )
     body = "\n".join(
-        " & ".join([name, *row]) + r" \\"
+        " & ".join([_latex_text(name), *row]) + r" \\"
         for name, row in zip(latex.index, latex.values.tolist(), strict=True)
     )
     tex = "\n".join(
         [
             r"\begin{table}[t]",
             r"\centering",
-            f"\\caption{{{caption}}}",
+            f"\\caption{{{_latex_text(caption)}}}",
             f"\\begin{{tabular}}{{{columns}}}",
             r"\toprule",
             header + r" \\",
@@ -237,4 +320,122 @@ def alignment_figure(
         axes[0][len(axes[0]) // 2].annotate(
             title, (0.5, 1.6), xycoords="axes fraction", ha="center", fontsize=10
         )
+    save_figure(figure, stem)
+
+
+def _depth_and_kind(network: str) -> tuple[int, str]:
+    """A single-transformer network's depth and its name with the depth as ``X``."""
+    spec = parse_network_name(network)
+    if len(spec.transformers) != 1:
+        raise ValueError(f"{network}: a depth figure needs networks with one transformer (or CNN)")
+    depth = spec.transformers[0].depth
+    return depth, network.replace(str(depth), "X", 1)
+
+
+def depth_figure(
+    metrics: pd.DataFrame, networks: Sequence[str], tasks: Sequence[str], stem: Path | str
+) -> None:
+    """Test error against the depth of the transformer: one line per task (and kind of
+    network, e.g. STN-CX and STN-SLX), mean with its 95% t-interval over seeds; the CNN
+    of each task as a dashed line of the same colour."""
+    figure, axis = plt.subplots(figsize=(5.2, 3.6))
+    kinds = {network: _depth_and_kind(network) for network in networks if network != "CNN"}
+    several_kinds = len({kind for _, kind in kinds.values()}) > 1
+    for task, colour in zip(tasks, sns.color_palette(n_colors=len(tasks)), strict=True):
+        for kind in dict.fromkeys(kind for _, kind in kinds.values()):
+            points = []
+            for network, (depth, of_kind) in sorted(kinds.items(), key=lambda item: item[1][0]):
+                errors = metrics.loc[
+                    (metrics["network"] == network) & (metrics["task"] == task), "test_error"
+                ]
+                if of_kind == kind and len(errors):
+                    points.append((depth, t_interval(errors.tolist())))
+            if not points:
+                continue
+            depths = [d for d, _ in points]
+            means = [i.mean for _, i in points]
+            spans = [i.half_width or 0.0 for _, i in points]
+            label = f"{task} {kind}" if several_kinds else task
+            axis.errorbar(depths, means, yerr=spans, color=colour, marker="o", capsize=3, label=label)
+        cnn = metrics.loc[(metrics["network"] == "CNN") & (metrics["task"] == task), "test_error"]
+        if "CNN" in networks and len(cnn):
+            axis.axhline(cnn.mean(), color=colour, linestyle="--", linewidth=1, label=f"{task} CNN")
+    axis.set_xlabel("depth of the transformer (0: the input)")
+    axis.set_ylabel("test error (%)")
+    axis.xaxis.get_major_locator().set_params(integer=True)
+    axis.legend(fontsize=7, ncol=2)
+    figure.tight_layout()
+    save_figure(figure, stem)
+
+
+ANGLE_RANGE = 110.0
+ANGLE_BINS = 110
+
+
+def angle_figure(angles: dict[str, tuple[np.ndarray, np.ndarray]], stem: Path | str) -> None:
+    """The authors' angle histogram: per network a 2-D histogram of the applied rotation
+    against the rotation its transformer applies, with the orthogonal regression line and
+    its slope (-1: every rotation undone; 0: rotations ignored)."""
+    figure, axes = plt.subplots(1, len(angles), figsize=(3.0 * len(angles), 3.2), squeeze=False)
+    edges = np.linspace(-ANGLE_RANGE, ANGLE_RANGE, ANGLE_BINS + 1)
+    for axis, (network, (applied, predicted)) in zip(axes[0], angles.items(), strict=True):
+        axis.hist2d(applied, predicted, bins=[edges, edges], cmap="Blues", cmin=1)
+        slope = deming_slope(applied, predicted)
+        if np.isfinite(slope):
+            line = np.array([-ANGLE_RANGE, ANGLE_RANGE])
+            axis.plot(line, predicted.mean() + slope * (line - applied.mean()), color="tab:red", linewidth=1)
+        axis.plot([-90, 90], [90, -90], color="gray", linestyle=":", linewidth=1)
+        axis.set_xlim(-ANGLE_RANGE, ANGLE_RANGE)
+        axis.set_ylim(-ANGLE_RANGE, ANGLE_RANGE)
+        axis.set_aspect("equal")
+        axis.set_title(f"{network}\nslope {slope:+.2f}", fontsize=9)
+        axis.set_xlabel("applied angle (°)")
+    axes[0][0].set_ylabel("predicted angle (°)")
+    figure.tight_layout()
+    save_figure(figure, stem)
+
+
+def proof_figure(realignments: dict[str, dict[float, Realignment]], channels: int, stem: Path | str) -> None:
+    """The poster's proof drawing, measured: for each network and rotation, a few channels
+    of the depth-1 maps of a digit (original), of the rotated digit warped back by the exact
+    inverse rotation (realigned), and their difference; on the right the per-channel
+    relative error of aligning the feature maps against aligning the input."""
+    rows = [
+        (network, angle, r) for network, by_angle in realignments.items() for angle, r in by_angle.items()
+    ]
+    figure = plt.figure(figsize=(1.0 * 3 * channels + 4.2, 1.15 * len(rows) + 0.8))
+    grid = figure.add_gridspec(1, 2, width_ratios=[3 * channels, 4.2], wspace=0.15)
+    maps = grid[0].subgridspec(len(rows), 3 * channels, wspace=0.05, hspace=0.3)
+    for row, (network, angle, result) in enumerate(rows):
+        shown = torch.nan_to_num(result.features_error, nan=-1.0)
+        strongest = result.original[0].flatten(1).norm(dim=1).argsort(descending=True)[:channels]
+        for c, channel in enumerate(strongest.tolist()):
+            original, realigned = result.original[0, channel], result.features[0, channel]
+            scale = float(original.abs().max().clamp_min(1e-6))
+            for k, (image, title) in enumerate(
+                [(original, "original"), (realigned, "realigned"), (realigned - original, "difference")]
+            ):
+                axis = figure.add_subplot(maps[row, 3 * c + k])
+                cmap, low = ("RdBu_r", -scale) if k == 2 else ("gray", 0.0)
+                axis.imshow(image.cpu().numpy(), cmap=cmap, vmin=low, vmax=scale)
+                axis.set_xticks([])
+                axis.set_yticks([])
+                if row == 0:
+                    axis.set_title(f"ch {channel}\n{title}" if k == 0 else title, fontsize=7)
+                if k == 0:
+                    axis.set_xlabel(f"rel. err {float(shown[channel]):.2f}", fontsize=6, labelpad=1)
+                if c == 0 and k == 0:
+                    axis.set_ylabel(f"{network}\n{angle:g}°", fontsize=8)
+    errors = figure.add_subplot(grid[1])
+    records = [
+        {"rows": f"{network} {angle:g}°", "aligned": where, "error": float(value)}
+        for network, angle, result in rows
+        for where, values in (("feature maps", result.features_error), ("input", result.input_error))
+        for value in values
+        if not torch.isnan(value)
+    ]
+    sns.stripplot(pd.DataFrame(records), y="rows", x="error", hue="aligned", dodge=True, size=3, ax=errors)
+    errors.set_xlabel("relative error per channel")
+    errors.set_ylabel("")
+    errors.legend(fontsize=7, title="aligned", title_fontsize=7)
     save_figure(figure, stem)

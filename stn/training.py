@@ -13,7 +13,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from stn.config import backbone_args, resolve_run_config, task_spec
-from stn.data.augment import augment
+from stn.data.augment import augment, undo_matrix
 from stn.data.mnist import digits_from_config
 from stn.devices import resolve_device
 from stn.io import load_torch, save_torch
@@ -147,8 +147,9 @@ def train(
             group["lr"] = base * lr_factor(step, steps, train_cfg)
         index = batch_indices(step, len(images), train_cfg["batch_size"], seed).to(device)
         generator = torch.Generator(device).manual_seed(_step_seed(seed, step))
-        inputs, _ = augment(images[index], task, generator)
-        loss = classification_loss(model(inputs), labels[index])
+        inputs, params = augment(images[index], task, generator)
+        pose = undo_matrix(params, task) if model.needs_pose else None
+        loss = classification_loss(model(inputs, pose), labels[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if train_cfg["grad_clip"]:

@@ -4,6 +4,7 @@ Grammar (one name per network)::
 
     CNN                                  the classifier alone
     STN-<kind><depths>[x<iterations>][-<head>]
+    STN-C<depth>-oracle                  an oracle transformer at one depth
 
 ``kind``
     ``C``  the localisation network reads the classifier's feature map at depth X
@@ -24,6 +25,11 @@ Grammar (one name per network)::
     input-transforming kinds.
 ``-<head>``
     The localisation head preset of the backbone (``small`` by default, ``large``).
+``-oracle``
+    No localisation network: the transformer applies the exact inverse of the
+    transformation the augmentation applied to each image (its *pose*), at depth
+    0 on the input, at depth X on the feature map after X blocks. Only the
+    classifier learns: what a transformer at that depth can achieve at best.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from typing import Literal
 
 Reads = Literal["features", "copy", "shared"]
 Transforms = Literal["features", "input"]
+Localisation = Literal["learned", "oracle"]
 
 KINDS: dict[str, tuple[Reads, Transforms, bool]] = {
     "C": ("features", "features", False),
@@ -42,8 +49,9 @@ KINDS: dict[str, tuple[Reads, Transforms, bool]] = {
     "SL": ("shared", "input", True),
 }
 DEFAULT_HEAD = "small"
+ORACLE = "oracle"
 _NAME = re.compile(r"STN-(?P<kind>C|DL|SL)(?P<depths>\d+)(?:x(?P<iterations>\d+))?(?:-(?P<head>[a-z]+))?")
-GRAMMAR = "CNN | STN-<C|DL|SL><depths>[x<iterations>][-<head>]"
+GRAMMAR = "CNN | STN-<C|DL|SL><depths>[x<iterations>][-<head>] | STN-C<depth>-oracle"
 PAPER_NETWORKS = (
     "CNN",
     "STN-C0",
@@ -72,7 +80,8 @@ class TransformerSpec:
     transforms: ``features`` (the map at ``depth``) or ``input``. head: the
     backbone's localisation-head preset. composes: whether it composes with the
     input transformers before it (otherwise it resamples the already warped input).
-    iterations: how many times it is applied.
+    iterations: how many times it is applied. localisation: ``learned`` (a
+    localisation network) or ``oracle`` (the exact inverse of each image's pose).
     """
 
     depth: int
@@ -81,6 +90,7 @@ class TransformerSpec:
     head: str = DEFAULT_HEAD
     composes: bool = False
     iterations: int = 1
+    localisation: Localisation = "learned"
 
     def __post_init__(self) -> None:
         if self.depth < 0:
@@ -129,13 +139,21 @@ def parse_network_name(name: str) -> NetworkSpec:
         )
     reads, transforms, composes = KINDS[match["kind"]]
     iterations = int(match["iterations"] or 1)
+    depths = _split_depths(match["depths"])
+    if match["head"] == ORACLE:
+        if match["kind"] != "C" or len(depths) > 1:
+            raise InvalidNetworkName(
+                f"invalid network name {name!r}: an oracle is one transformer warping the map at "
+                "its depth, written STN-C<depth>-oracle (STN-C0-oracle aligns the input)"
+            )
+        return NetworkSpec(name, (TransformerSpec(depths[0], localisation="oracle"),))
     if iterations > 1 and transforms == "features":
         raise InvalidNetworkName(
             f"invalid network name {name!r}: x<iterations> needs an input-transforming kind (DL, SL)"
         )
     transformers = tuple(
         TransformerSpec(depth, reads, transforms, match["head"] or DEFAULT_HEAD, composes, iterations)
-        for depth in _split_depths(match["depths"])
+        for depth in depths
     )
     return NetworkSpec(name, transformers)
 
@@ -145,6 +163,7 @@ def example_names(num_blocks: int) -> list[str]:
     names = ["CNN"]
     for kind in KINDS:
         names += [f"STN-{kind}{depth}" for depth in range(num_blocks + 1)]
+    names += [f"STN-C{depth}-oracle" for depth in range(num_blocks + 1)]
     if num_blocks >= 3:
         names += ["STN-C0123", "STN-SL0123", "STN-SL3x2"]
     names.append("STN-C0-large")

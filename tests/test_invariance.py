@@ -81,7 +81,7 @@ def _install_aligner(model, images: torch.Tensor, share: float) -> None:
         for angle in ROTATION_PROBE_ANGLES
     }
 
-    def predict(x: torch.Tensor) -> torch.Tensor:
+    def predict(x: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
         angle = min(candidates, key=lambda a: float((candidates[a] - x).abs().sum()))
         return transformation("rotation", -share * angle, len(x))
 

@@ -3,6 +3,8 @@ import torch
 
 from stn import build_network, parse_network_name
 from stn.backbones import build_backbone
+from stn.data.augment import TaskSpec, augment, undo_matrix
+from stn.geometry import affine_matrix, identity, warp
 from stn.networks import STNetwork
 from stn.variants import example_names
 
@@ -35,7 +37,8 @@ DEEP_VARIANTS = [
 
 def run_forward_backward(model: STNetwork, channels: int, size: int) -> torch.Tensor:
     x = torch.rand(2, channels, size, size)
-    out = model(x)
+    pose = affine_matrix(torch.tensor([30.0, -60.0]), 1.2, tx=0.1) if model.needs_pose else None
+    out = model(x, pose)
     out.sum().backward()
     assert all(p.grad is not None for p in model.classifier_parameters())
     return out
@@ -101,8 +104,9 @@ def test_every_network_starts_as_the_cnn(backbone):
         model = build_network(name, backbone, **SMALL[backbone]).eval()
         missing = model.load_state_dict(cnn.state_dict(), strict=False).missing_keys
         assert all("transformers" in key for key in missing)
-        torch.testing.assert_close(model(x), expected, atol=1e-5, rtol=1e-5, msg=name)
-        for theta in model.run(x).thetas.values():
+        pose = identity(len(x)) if model.needs_pose else None  # an oracle of untransformed images
+        torch.testing.assert_close(model(x, pose), expected, atol=1e-5, rtol=1e-5, msg=name)
+        for theta in model.run(x, pose).thetas.values():
             torch.testing.assert_close(theta, torch.eye(2, 3).expand_as(theta))
 
 
@@ -141,3 +145,70 @@ def test_invalid_depth_and_head_are_clear_errors():
 def test_spec_objects_build_networks_too():
     spec = parse_network_name("STN-DL1")
     assert isinstance(build_network(spec, "mnist"), STNetwork)
+
+
+@pytest.mark.parametrize("backbone", ["mnist", "svhn", "plankton"])
+def test_feature_frames_place_each_map_in_the_input(backbone):
+    """A map pixel's centre, in the input's normalised coordinates, is scale * u + offset:
+    checked against the centre of its receptive field, found with one image per input
+    column (a vertical line) through blocks with positive weights."""
+    channels, size = BACKBONES[backbone]
+    size *= 2  # room for unclipped fields at every depth
+    model = build_backbone(backbone, input_size=size, **SMALL[backbone]).eval()
+    with torch.no_grad():
+        for conv in model.modules():
+            if isinstance(conv, torch.nn.Conv2d):
+                conv.weight.fill_(1.0 / conv.weight[0].numel())
+                conv.bias.zero_()
+        lines = torch.zeros(size, channels, size, size)
+        lines[torch.arange(size), :, :, torch.arange(size)] = 1.0
+        checked = 0
+        for depth in range(1, model.num_blocks + 1):
+            scale, offset = model.feature_frames[depth]
+            width = model.feature_shapes[depth][1]
+            response = torch.nn.Sequential(*model.blocks[:depth])(lines)[:, :, width // 2].sum(1)
+            for column in (0, width // 2, width - 1):
+                seen = response[:, column].nonzero().flatten().float()
+                if seen.min() > 0 and seen.max() < size - 1:  # a field not clipped by the border
+                    centre = (seen.min() + seen.max() + 1) / size - 1
+                    u = (2 * column + 1) / width - 1
+                    assert float(centre) == pytest.approx(scale * u + offset, abs=1e-5), depth
+                    checked += 1
+    assert checked >= model.num_blocks - 1  # deep fields may cover the whole image
+
+
+def test_mnist_depth_one_map_covers_the_central_20_pixels():
+    assert build_backbone("mnist", input_size=28).feature_frames[1] == pytest.approx((20 / 28, 0.0))
+
+
+def test_oracle_aligns_translated_feature_maps_exactly(digits):
+    """Translations commute with convolutions: the oracle's inverse shift, converted to the
+    depth-1 map's coordinates (a valid 9x9 conv shrinks its field of view), aligns the maps of
+    a shifted digit with those of the centred one, away from the borders (the shifted map
+    lacks what moved out of its field of view)."""
+    task = TaskSpec("T", canvas=36, translation=4)
+    model = build_network("STN-C1-oracle", "mnist", input_size=36).eval()
+    centred, _ = augment(digits.test_images[:16], TaskSpec("canonical", canvas=36))
+    shift = torch.tensor([[4, -2], [-4, 2]]).repeat(8, 1)  # (dx, dy): whole map pixels after pool 2
+    shifted = torch.stack(
+        [img.roll((int(dy), int(dx)), (-2, -1)) for img, (dx, dy) in zip(centred, shift, strict=True)]
+    )
+    params = {"angle": torch.zeros(16), "scale": torch.ones(16), "shift": shift.float()}
+    with torch.no_grad():
+        block = model.blocks[0]
+        maps, reference = block(shifted), block(centred)
+        theta = model.feature_transformers["1"](maps, undo_matrix(params, task))
+        aligned = warp(maps, theta, padding_mode=model.padding_mode)
+        unconverted = warp(maps, undo_matrix(params, task), padding_mode=model.padding_mode)
+    inside = (..., slice(2, -2), slice(2, -2))  # the largest shift is 2 map pixels
+    reference = reference[inside]
+    assert (aligned[inside] - reference).norm() / reference.norm() < 1e-5
+    assert (unconverted[inside] - reference).norm() / reference.norm() > 0.1  # the input's frame
+
+
+def test_oracle_networks_learn_only_the_classifier_and_need_poses():
+    model = build_network("STN-C1-oracle", "mnist")
+    assert model.needs_pose and not model.localisation_parameters()
+    assert not build_network("STN-SL1", "mnist").needs_pose
+    with pytest.raises(ValueError, match="needs the pose of every image"):
+        model(torch.rand(2, 1, 28, 28))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from stn.geometry import affine_matrix, sample
+from stn.geometry import affine_matrix, invert, sample
 
 
 @dataclass(frozen=True)
@@ -179,12 +179,31 @@ def augment(
     return canvas[:, None].clamp_(0.0, 1.0), {"angle": angle, "scale": scale, "shift": shift}
 
 
-def make_test_set(images: Tensor, labels: Tensor, task: TaskSpec, seed: int) -> tuple[Tensor, Tensor]:
-    """The fixed test set of a task: ``test_repeats`` augmented copies of each digit, as uint8."""
+def undo_matrix(params: dict[str, Tensor], task: TaskSpec) -> Tensor:
+    """The warp (B, 2, 3) of an augmented image that returns its canonical digit: the exact
+    inverse of the transformation :func:`augment` drew (``params``), in the canvas's
+    normalised coordinates. The canonical digit is the untransformed one, centred as
+    :func:`augment` places it with no shift."""
+    size, canvas = task.digit_size, task.canvas
+    centre = _on_pixel_grid(torch.zeros(2, device=params["shift"].device), size, canvas)
+    shift = (_on_pixel_grid(params["shift"], size, canvas) - centre) * (2.0 / canvas)
+    # the augmented image samples the canonical one at  A p - shift,  A = R(angle) / scale
+    sampling = affine_matrix(params["angle"], 1.0 / params["scale"], device=shift.device)
+    sampling[:, :, 2] = -shift
+    return invert(sampling)
+
+
+def make_test_set(
+    images: Tensor, labels: Tensor, task: TaskSpec, seed: int
+) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    """The fixed test set of a task: ``test_repeats`` augmented copies of each digit, as uint8,
+    their labels, and the drawn parameters of :func:`augment` (``angle``, ``scale``, ``shift``)."""
     generator = torch.Generator().manual_seed(seed)
     digits = images.repeat(task.test_repeats, 1, 1)
-    out = []
+    out, drawn = [], []
     for start in range(0, len(digits), 1024):
-        batch, _ = augment(digits[start : start + 1024], task, generator)
+        batch, params = augment(digits[start : start + 1024], task, generator)
         out.append((batch * 255).round().to(torch.uint8))
-    return torch.cat(out), labels.repeat(task.test_repeats)
+        drawn.append(params)
+    params = {key: torch.cat([p[key] for p in drawn]) for key in drawn[0]}
+    return torch.cat(out), labels.repeat(task.test_repeats), params

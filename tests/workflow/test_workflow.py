@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -29,7 +31,12 @@ TINY = {
     "train": {"batch_size": 32, "epochs": None, "iterations": 3, "checkpoint_every": 2},
     "report": {
         "alignment": {"networks": ["STN-C0", "STN-C1"], "digits": 1, "angles": [0, 90], "scales": [1]},
-        "tables": {"mnist": {"tasks": ["R", "S"]}},
+        "tables": {
+            "mnist": {"tasks": ["R", "S"], "contrasts": [["CNN", "STN-C1"]]},
+            "mnist_oracle": {"tasks": ["R"], "networks": ["CNN", "STN-C0-oracle", "STN-C1-oracle"]},
+        },
+        "depth_figures": ["mnist_oracle"],
+        "proof": {"digits": 2, "channels": 2},
     },
     "resources": {"train_gpus": 0},
 }
@@ -71,15 +78,21 @@ def planned_jobs(directory: Path, config: dict, *args: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE) if m[1] != "total"}
 
 
+ORACLE_RUNS = 2  # STN-C0-oracle and STN-C1-oracle on R; the table's CNN runs anyway
+
+
 def test_dry_run_plans_exactly_the_expected_jobs(tmp_path):
     jobs = planned_jobs(tmp_path, TINY)
-    runs = len(TINY["tasks"]) * len(TINY["networks"]) * len(TINY["seeds"])
+    runs = len(TINY["tasks"]) * len(TINY["networks"]) * len(TINY["seeds"]) + ORACLE_RUNS
     assert jobs == {
         "test_set": 2,
         "train": runs,
         "evaluate": runs,
-        "table": 1,
+        "table": 2,
+        "depth_figure": 1,
         "alignment_figure": 1,
+        "angle_figure": 1,
+        "proof_figure": 1,
         "all": 1,
     }
     bigger = copy.deepcopy(TINY) | {"seeds": [0, 1, 2]}
@@ -87,10 +100,15 @@ def test_dry_run_plans_exactly_the_expected_jobs(tmp_path):
 
 
 def test_default_and_paper_configs_plan_every_run(tmp_path):
-    for name, runs in [("config.yaml", 3 * 5 * 2), ("paper.yaml", 3 * 5 * 3)]:
+    # table 1: 5 networks; the oracle table: 3 more (CNN is shared); 3 tasks; 2 or 3 seeds
+    for name, runs in [("config.yaml", 3 * 8 * 2), ("paper.yaml", 3 * 8 * 3)]:
         config = yaml.safe_load((ROOT / "config" / name).read_text())
         jobs = planned_jobs(tmp_path, config)
         assert jobs["train"] == runs and jobs["evaluate"] == runs, name
+
+
+def report_change(**settings) -> dict:
+    return {"report": {**TINY["report"], **settings}}
 
 
 @pytest.mark.parametrize(
@@ -99,6 +117,9 @@ def test_default_and_paper_configs_plan_every_run(tmp_path):
         ({"netwroks": ["CNN"]}, "netwroks"),
         ({"seeds": "zero"}, "seeds"),
         ({"networks": ["CNN", "STN-Q1"]}, "STN-Q1"),
+        (report_change(tables={"x": {"tasks": ["R"], "networks": ["STN-SL1-oracle"]}}), "STN-SL1-oracle"),
+        (report_change(tables={"x": {"tasks": ["R"], "contrasts": [["CNN", "X"]]}}), "not rows of the table"),
+        (report_change(depth_figures=["nothing"]), "unknown tables"),
         ({"train": {"lr": "fast"}}, "train.lr"),
         ({"tasks": {**TINY["tasks"], "R": {"dataset": "mnist", "canvas": 20}}}, "task.canvas"),
     ],
@@ -114,13 +135,20 @@ def test_bad_configs_fail_before_any_job(tmp_path, change, message):
 @pytest.mark.slow
 def test_end_to_end_run_is_incremental(tmp_path):
     snakemake(tmp_path, TINY)
-    for table in ("csv", "md", "tex"):
-        assert (tmp_path / f"results/tables/mnist.{table}").stat().st_size > 0
-    for figure in ("mnist_errors", "mnist_alignment"):
+    for table in ("mnist", "mnist_contrasts", "mnist_oracle", "mnist_oracle_contrasts"):
+        for ext in ("csv", "md", "tex"):
+            assert (tmp_path / f"results/tables/{table}.{ext}").stat().st_size > 0
+    for figure in ("mnist_errors", "mnist_alignment", "mnist_oracle", "mnist_angles", "proof"):
         for ext in ("png", "pdf"):
             assert (tmp_path / f"results/figures/{figure}.{ext}").stat().st_size > 0
     table = (tmp_path / "results/tables/mnist.csv").read_text()
     assert "STN-C1" in table and "1.32" in table  # the paper's R error of STN-C1 beside ours
+    assert "CNN − STN-C1" in (tmp_path / "results/tables/mnist_contrasts.md").read_text()
+    oracle = pd.read_csv(tmp_path / "results/tables/mnist_oracle.csv", index_col=0)
+    assert list(oracle.index) == ["CNN", "STN-C0-oracle", "STN-C1-oracle"]
+    metrics = json.loads((tmp_path / "results/runs/R/STN-C1-oracle/seed0/metrics.json").read_text())
+    assert metrics["rotation_undone"] == pytest.approx(1.0, abs=1e-4)  # the oracle undoes all of it
+    assert metrics["pose_spread"] == pytest.approx(0.0, abs=1e-2)
     assert "\\toprule" in (tmp_path / "results/tables/mnist.tex").read_text()
     assert (tmp_path / "logs/train/R/CNN/seed0.log").exists()
     assert (tmp_path / "benchmarks/train/R/CNN/seed0.tsv").exists()
@@ -132,11 +160,14 @@ def test_end_to_end_run_is_incremental(tmp_path):
     changed = copy.deepcopy(TINY) | {"overrides": {"STN-C1": {"train": {"loc_lr_multiplier": 0.5}}}}
     jobs = planned_jobs(tmp_path, changed)
     assert jobs["train"] == 2 and jobs["evaluate"] == 2 and "test_set" not in jobs
-    assert jobs["table"] == 1 and jobs["alignment_figure"] == 1
+    assert (
+        jobs["table"] == 1 and jobs["alignment_figure"] == jobs["angle_figure"] == jobs["proof_figure"] == 1
+    )
+    assert "depth_figure" not in jobs  # the oracle table has no STN-C1
 
     # a new seed trains only the new runs
     jobs = planned_jobs(tmp_path, copy.deepcopy(TINY) | {"seeds": [0, 1]})
-    assert jobs["train"] == 6 and "test_set" not in jobs
+    assert jobs["train"] == 6 + ORACLE_RUNS and "test_set" not in jobs
 
     # editing the model code retrains what depends on it, but keeps the test sets
     # (Snakemake compares checksums, so the content must change, not only the time)
@@ -145,7 +176,7 @@ def test_end_to_end_run_is_incremental(tmp_path):
     try:
         source.write_bytes(original + b"\n# an edit\n")
         jobs = planned_jobs(tmp_path, TINY)
-        assert jobs["train"] == 6 and "test_set" not in jobs
+        assert jobs["train"] == 6 + ORACLE_RUNS and "test_set" not in jobs
     finally:
         source.write_bytes(original)
         os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))

@@ -34,6 +34,7 @@ wildcard_constraints:
     network=r"CNN|STN-[A-Za-z0-9.-]+",
     seed=r"\d+",
     dataset="|".join(config["datasets"]),
+    table="|".join(config["report"]["tables"]),
 
 
 def deep_merge(base, extra):
@@ -88,32 +89,89 @@ def run_config(task, network, seed):
     )
 
 
+def table_networks(table):
+    """The rows of a table: its own `networks`, else the config's."""
+    return config["report"]["tables"][table].get("networks", config["networks"])
+
+
+def runs():
+    """Every (task, network) the tables need, in order, without repeats."""
+    pairs = [
+        (task, network) for task in config["tasks"] for network in config["networks"]
+    ]
+    for table, spec in config["report"]["tables"].items():
+        pairs += [
+            (task, network)
+            for task in spec["tasks"]
+            for network in table_networks(table)
+        ]
+    return list(dict.fromkeys(pairs))
+
+
+def trained(task, networks):
+    """Whether every network of `networks` is trained on `task`."""
+    return {(task, network) for network in networks} <= set(runs())
+
+
 def check_config():
     """Fail before any job runs when a name or value cannot work."""
-    for name in list(config["networks"]) + list(config["overrides"]):
-        try:
-            parse_network_name(name)
-        except InvalidNetworkName as error:
-            raise ConfigError(f"config: networks: {error}") from None
-    unknown = set(config["report"]["alignment"]["networks"]) - set(config["networks"])
+    settings = config["report"]
+    names = {
+        "networks": config["networks"],
+        "overrides": list(config["overrides"]),
+        **{
+            f"report.tables.{t}.networks": table_networks(t) for t in settings["tables"]
+        },
+    }
+    for where, networks in names.items():
+        for name in networks:
+            try:
+                parse_network_name(name)
+            except InvalidNetworkName as error:
+                raise ConfigError(f"config: {where}: {error}") from None
+    unknown = set(settings["alignment"]["networks"]) - set(config["networks"])
     if unknown and has_alignment_figure():
         raise ConfigError(
             f"config: report.alignment.networks: {sorted(unknown)} not in `networks`"
         )
-    for table, spec in config["report"]["tables"].items():
+    for table, spec in settings["tables"].items():
         unknown = set(spec["tasks"]) - set(config["tasks"])
         if unknown:
             raise ConfigError(
                 f"config: report.tables.{table}.tasks: unknown tasks {sorted(unknown)}"
             )
-    for task in config["tasks"]:
-        for network in config["networks"]:
-            run_config(task, network, config["seeds"][0])
+        for pair in spec.get("contrasts", []):
+            unknown = set(pair) - set(table_networks(table))
+            if unknown:
+                raise ConfigError(
+                    f"config: report.tables.{table}.contrasts: {sorted(unknown)} are not rows of the table"
+                )
+    unknown = set(settings["depth_figures"]) - set(settings["tables"])
+    if unknown:
+        raise ConfigError(
+            f"config: report.depth_figures: unknown tables {sorted(unknown)}"
+        )
+    for task, network in runs():
+        run_config(task, network, config["seeds"][0])
 
 
 def has_alignment_figure():
     alignment = config["report"]["alignment"]
     return {alignment["rotation_task"], alignment["scale_task"]} <= set(config["tasks"])
+
+
+def has_angle_figure():
+    alignment = config["report"]["alignment"]
+    return trained(alignment["rotation_task"], alignment["networks"])
+
+
+def has_proof_figure():
+    proof = config["report"]["proof"]
+    return trained(proof["task"], proof["networks"])
+
+
+def model_paths(task, networks, seed):
+    return [f"{run_dir(task, network, seed)}/model.pt" for network in networks]
 
 
 def run_dir(task, network, seed):
@@ -128,29 +186,32 @@ def raw_data(wildcards):
     return [f"{data_root(dataset)}/{name}" for name in MNIST_RAW_FILES]
 
 
-def all_metrics(tasks=None):
+def table_metrics(table):
+    """The metrics of every run of a table: its tasks x networks x seeds."""
     return [
         f"{run_dir(task, network, seed)}/metrics.json"
-        for task in (tasks or config["tasks"])
-        for network in config["networks"]
+        for task in config["report"]["tables"][table]["tasks"]
+        for network in table_networks(table)
         for seed in config["seeds"]
     ]
 
 
 def report_outputs():
-    outputs = [
-        f"results/tables/{table}.{ext}"
-        for table in config["report"]["tables"]
-        for ext in ("csv", "md", "tex")
+    tables = config["report"]["tables"]
+    stems = [f"tables/{table}{part}" for table in tables for part in ("", "_contrasts")]
+    figures = [f"{table}_errors" for table in tables] + config["report"][
+        "depth_figures"
     ]
-    outputs += [
-        f"results/figures/{table}_errors.{ext}"
-        for table in config["report"]["tables"]
+    figures += ["mnist_alignment"] * has_alignment_figure()
+    figures += ["mnist_angles"] * has_angle_figure() + ["proof"] * has_proof_figure()
+    outputs = [
+        f"results/{stem}.{ext}" for stem in stems for ext in ("csv", "md", "tex")
+    ]
+    return outputs + [
+        f"results/figures/{figure}.{ext}"
+        for figure in figures
         for ext in ("png", "pdf")
     ]
-    if has_alignment_figure():
-        outputs += [f"results/figures/mnist_alignment.{ext}" for ext in ("png", "pdf")]
-    return outputs
 
 
 check_config()

@@ -1,0 +1,19 @@
+"""The authors' angle histogram: applied against predicted rotation, per network."""
+
+from pathlib import Path
+
+from stn.evaluation import load_test_set
+from stn.invariance import predicted_angles
+from stn.io import output_to
+from stn.report import angle_figure
+from stn.training import load_checkpoint
+
+with output_to(snakemake.log[0]):
+    angles = {}
+    for network, path in zip(snakemake.params.networks, snakemake.input.models, strict=True):
+        model, content = load_checkpoint(path)
+        test = load_test_set(snakemake.input.test_set, content["config"])
+        poses = test["poses"] if model.needs_pose else None
+        predicted = predicted_angles(model, test["images"], poses).numpy()
+        angles[network] = (test["params"]["angle"].numpy(), predicted)
+    angle_figure(angles, Path(snakemake.output[0]).with_suffix(""))

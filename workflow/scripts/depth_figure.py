@@ -1,0 +1,11 @@
+"""Test error against the depth of the transformer."""
+
+from pathlib import Path
+
+from stn.io import output_to
+from stn.report import depth_figure, load_metrics
+
+with output_to(snakemake.log[0]):
+    metrics = load_metrics(snakemake.input.metrics)
+    stem = Path(snakemake.output[0]).with_suffix("")
+    depth_figure(metrics, snakemake.params.networks, snakemake.params.tasks, stem)
