@@ -2,16 +2,19 @@ import pytest
 import torch
 
 from stn import build_network
+from stn.geometry import affine_matrix, invert
 from stn.invariance import (
     ROTATION_PROBE_ANGLES,
     _transformers_in_order,
     oracle,
     oracle_output_change,
     output_change,
+    predicted_angles,
     rotation_undone,
     transformation,
     transformed,
 )
+from stn.statistics import deming_slope, pose_spread
 
 INPUT_TRANSFORMING = [
     "STN-C0",
@@ -100,3 +103,16 @@ def test_rotation_undone_measures_the_share_of_rotation_undone(images, name, sha
 def test_rotation_undone_is_zero_at_initialisation_and_none_without_transformer(images):
     assert rotation_undone(build_network("STN-SL1", "mnist"), images) == pytest.approx(0.0, abs=1e-6)
     assert rotation_undone(build_network("CNN", "mnist"), images) is None
+
+
+def test_oracle_network_undoes_every_probe_rotation_given_the_poses(images):
+    """The trained oracle's measures: every rotated copy is aligned (undone 1), and the angle
+    it applies is minus the applied one (slope -1, spread 0)."""
+    model = build_network("STN-C1-oracle", "mnist").eval()
+    applied = torch.linspace(-80, 80, len(images))
+    poses = invert(affine_matrix(applied))  # the images as if rotated by `applied`
+    assert rotation_undone(model, images, poses=poses) == pytest.approx(1.0, abs=1e-4)
+    predicted = predicted_angles(model, images, poses)
+    torch.testing.assert_close(predicted, -applied, atol=1e-3, rtol=0)
+    assert deming_slope(applied.numpy(), predicted.numpy()) == pytest.approx(-1.0, abs=1e-4)
+    assert pose_spread((applied + predicted).numpy(), [0] * len(images)) < 1e-3

@@ -56,3 +56,15 @@ def test_inconsistent_transformer_specs_are_rejected():
 def test_listed_names_parse():
     for name in (*PAPER_NETWORKS, *example_names(8)):
         assert parse_network_name(name).name == name
+
+
+def test_oracle_names():
+    (oracle,) = parse_network_name("STN-C2-oracle").transformers
+    assert (oracle.depth, oracle.localisation, oracle.transforms) == (2, "oracle", "features")
+    assert parse_network_name("STN-C2").transformers[0].localisation == "learned"
+
+
+@pytest.mark.parametrize("name", ["STN-SL1-oracle", "STN-DL1-oracle", "STN-C01-oracle"])
+def test_oracles_are_single_feature_transformers(name):
+    with pytest.raises(InvalidNetworkName, match="STN-C<depth>-oracle"):
+        parse_network_name(name)
