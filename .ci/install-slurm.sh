@@ -25,16 +25,9 @@ if [[ ${#missing[@]} -eq 0 ]]; then
 fi
 echo "install-slurm: missing: ${missing[*]}"
 
-if [[ $(id -u) -ne 0 ]]; then
-    echo "install-slurm: not root, skipping installation (slurm tests will be skipped)" >&2
-    exit 0
-fi
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "install-slurm: apt-get not available, skipping installation" >&2
-    exit 0
-fi
-
-export DEBIAN_FRONTEND=noninteractive
+# shellcheck source=.ci/apt-guard.sh
+source "$(dirname "$0")/apt-guard.sh"
+apt_guard install-slurm "slurm tests"
 # Do not let package postinst scripts start daemons (no systemd here; tests start them).
 policy=/usr/sbin/policy-rc.d
 created_policy=0

@@ -133,10 +133,10 @@ def test_bad_configs_fail_before_any_job(tmp_path, change, message):
 
 
 @pytest.mark.slow
-def test_end_to_end_run_is_incremental(tmp_path):
-    snakemake(tmp_path, TINY)
+def test_end_to_end_run_is_incremental(tiny_run):
+    tmp_path = tiny_run
     for table in ("mnist", "mnist_contrasts", "mnist_oracle", "mnist_oracle_contrasts"):
-        for ext in ("csv", "md", "tex"):
+        for ext in ("csv", "md", "tex", "html"):
             assert (tmp_path / f"results/tables/{table}.{ext}").stat().st_size > 0
     for figure in ("mnist_errors", "mnist_alignment", "mnist_oracle", "mnist_angles", "proof"):
         for ext in ("png", "pdf"):

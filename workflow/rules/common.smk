@@ -205,7 +205,9 @@ def report_outputs():
     figures += ["mnist_alignment"] * has_alignment_figure()
     figures += ["mnist_angles"] * has_angle_figure() + ["proof"] * has_proof_figure()
     outputs = [
-        f"results/{stem}.{ext}" for stem in stems for ext in ("csv", "md", "tex")
+        f"results/{stem}.{ext}"
+        for stem in stems
+        for ext in ("csv", "md", "tex", "html")
     ]
     return outputs + [
         f"results/figures/{figure}.{ext}"

@@ -5,23 +5,28 @@ rule table:
         code=REPORT_LIBRARY,
     output:
         table=report(
-            multiext("results/tables/{table}", ".csv", ".md", ".tex"),
+            "results/tables/{table}.html",
             caption="../report/table.rst",
             category="Tables",
             labels={"table": "{table}"},
         ),
+        table_files=multiext("results/tables/{table}", ".csv", ".md", ".tex"),
         contrasts=report(
-            multiext("results/tables/{table}_contrasts", ".csv", ".md", ".tex"),
+            "results/tables/{table}_contrasts.html",
             caption="../report/contrasts.rst",
             category="Tables",
             labels={"table": "{table} orderings"},
         ),
+        contrasts_files=multiext(
+            "results/tables/{table}_contrasts", ".csv", ".md", ".tex"
+        ),
         figure=report(
-            multiext("results/figures/{table}_errors", ".png", ".pdf"),
+            "results/figures/{table}_errors.png",
             caption="../report/errors.rst",
             category="Figures",
             labels={"figure": "{table} errors"},
         ),
+        figure_pdf="results/figures/{table}_errors.pdf",
     log:
         "logs/report/{table}.log",
     conda:
@@ -43,11 +48,12 @@ rule depth_figure:
         code=REPORT_LIBRARY,
     output:
         report(
-            multiext("results/figures/{table}", ".png", ".pdf"),
+            "results/figures/{table}.png",
             caption="../report/depth.rst",
             category="Figures",
             labels={"figure": "{table} by depth"},
         ),
+        "results/figures/{table}.pdf",
     log:
         "logs/report/{table}_depth.log",
     conda:
@@ -75,11 +81,12 @@ rule alignment_figure:
         code=REPORT_LIBRARY,
     output:
         report(
-            multiext("results/figures/mnist_alignment", ".png", ".pdf"),
+            "results/figures/mnist_alignment.png",
             caption="../report/alignment.rst",
             category="Figures",
             labels={"figure": "alignment"},
         ),
+        "results/figures/mnist_alignment.pdf",
     log:
         "logs/report/mnist_alignment.log",
     conda:
@@ -100,11 +107,12 @@ rule angle_figure:
         code=REPORT_LIBRARY,
     output:
         report(
-            multiext("results/figures/mnist_angles", ".png", ".pdf"),
+            "results/figures/mnist_angles.png",
             caption="../report/angles.rst",
             category="Figures",
             labels={"figure": "angles"},
         ),
+        "results/figures/mnist_angles.pdf",
     log:
         "logs/report/mnist_angles.log",
     conda:
@@ -122,11 +130,12 @@ rule proof_figure:
         code=REPORT_LIBRARY,
     output:
         report(
-            multiext("results/figures/proof", ".png", ".pdf"),
+            "results/figures/proof.png",
             caption="../report/proof.rst",
             category="Figures",
             labels={"figure": "proof"},
         ),
+        "results/figures/proof.pdf",
     log:
         "logs/report/proof.log",
     conda:

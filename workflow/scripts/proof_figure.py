@@ -24,8 +24,8 @@ with output_to(snakemake.log[0]):
             for angle in proof["angles"]
         }
         for angle, result in realignments[network].items():
+            features, inputs = torch.nanmean(result.features_error), torch.nanmean(result.input_error)
             print(
-                f"{network} {angle:g}°: relative error per channel, feature maps aligned "
-                f"{torch.nanmean(result.features_error):.3f}, input aligned {torch.nanmean(result.input_error):.2e}"
+                f"{network} {angle:g}°: mean relative error: maps aligned {features:.3f}, input {inputs:.2e}"
             )
     proof_figure(realignments, proof["channels"], Path(snakemake.output[0]).with_suffix(""))

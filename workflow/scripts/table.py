@@ -26,7 +26,9 @@ with output_to(snakemake.log[0]):
         "(1: every copy to one pose, 0: none), and spread: the residual pose spread in degrees "
         "(0: every digit of a class ends in one pose; about 52 when rotations are ignored)."
     )
-    write_table(table, partial(format_table, table, tasks), Path(snakemake.output.table[0]).with_suffix(""), caption)
+    write_table(
+        table, partial(format_table, table, tasks), Path(snakemake.output.table).with_suffix(""), caption
+    )
     contrasts = contrast_table(metrics, snakemake.params.contrasts, tasks)
     caption = (
         f"Orderings on {name}: the first network's test error minus the second's (percentage "
@@ -36,9 +38,9 @@ with output_to(snakemake.log[0]):
     write_table(
         contrasts,
         partial(format_contrasts, contrasts, tasks),
-        Path(snakemake.output.contrasts[0]).with_suffix(""),
+        Path(snakemake.output.contrasts).with_suffix(""),
         caption,
     )
-    error_figure(metrics, networks, tasks, Path(snakemake.output.figure[0]).with_suffix(""), paper=name)
+    error_figure(metrics, networks, tasks, Path(snakemake.output.figure).with_suffix(""), paper=name)
     print(table.to_string())
     print(contrasts.to_string())
