@@ -423,7 +423,7 @@ def proof_figure(realignments: dict[str, dict[float, Realignment]], channels: in
         (network, angle, r) for network, by_angle in realignments.items() for angle, r in by_angle.items()
     ]
     figure = plt.figure(figsize=(1.0 * 3 * channels + 4.2, 1.15 * len(rows) + 0.8))
-    grid = figure.add_gridspec(1, 2, width_ratios=[3 * channels, 4.2], wspace=0.15)
+    grid = figure.add_gridspec(1, 2, width_ratios=[3 * channels, 4.2], wspace=0.08)
     maps = grid[0].subgridspec(len(rows), 3 * channels, wspace=0.05, hspace=0.3)
     for row, (network, angle, result) in enumerate(rows):
         shown = torch.nan_to_num(result.features_error, nan=-1.0)
@@ -456,5 +456,6 @@ def proof_figure(realignments: dict[str, dict[float, Realignment]], channels: in
     sns.stripplot(pd.DataFrame(records), y="rows", x="error", hue="aligned", dodge=True, size=3, ax=errors)
     errors.set_xlabel("relative error per channel")
     errors.set_ylabel("")
+    errors.yaxis.tick_right()
     errors.legend(fontsize=7, title="aligned", title_fontsize=7)
     save_figure(figure, stem)
