@@ -2,6 +2,8 @@
 # Set up the environment when needed, then run the pipeline or the tests.
 #   bash run.sh          regenerate every table and figure (snakemake --cores all)
 #   bash run.sh test     run the test suite
+# Only one `bash run.sh` of a directory runs at a time; after a crash (kill -9, power loss) the
+# next one removes the stale Snakemake lock itself.
 # Extra arguments go to snakemake (or pytest), e.g. `bash run.sh --configfile config/paper.yaml`.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -28,7 +30,42 @@ fi
 export PATH="$PWD/$VENV/bin:$PATH"
 
 case "${1:-all}" in
-    test) shift; exec python -m pytest "$@" ;;
-    all) [ $# -gt 0 ] && shift; exec snakemake --cores all "$@" ;;
-    *) exec snakemake --cores all "$@" ;;
+    test) shift; exec python -m pytest "$@" ;;  # tests work in temporary directories: no lock
+    all) if [ $# -gt 0 ]; then shift; fi ;;
 esac
+
+# One run of this directory at a time. The flock is held by this process, and after `exec` by
+# Snakemake and the jobs it starts, so the operating system releases it when they all end, even
+# after kill -9 or a power loss. Holding it proves that no other run.sh of this directory is alive,
+# so a Snakemake lock left in .snakemake/locks is stale and can be removed safely.
+if command -v flock >/dev/null 2>&1; then
+    mkdir -p .snakemake
+    exec {lock_fd}<>.snakemake/run.sh.lock  # opened without truncating: it holds the owner's pid
+    if ! flock -n "$lock_fd"; then
+        owner=$(head -n 1 .snakemake/run.sh.lock 2>/dev/null || true)
+        echo "run.sh: another run of this directory is active (pid ${owner:-unknown}); nothing was changed." >&2
+        echo "run.sh: wait for it to finish, or stop it (kill ${owner:-<pid>}) and run this command again." >&2
+        exit 75
+    fi
+    echo $$ >.snakemake/run.sh.lock  # this pid stays Snakemake's after exec
+    if compgen -G ".snakemake/locks/*" >/dev/null; then
+        # A Snakemake started by hand (not through run.sh) would hold its lock without our flock.
+        here=$(pwd -P)
+        for proc in /proc/[0-9]*; do
+            pid=${proc#/proc/}
+            [ "$pid" = $$ ] && continue
+            [ "$(readlink "$proc/cwd" 2>/dev/null)" = "$here" ] || continue
+            if tr '\0' ' ' <"$proc/cmdline" 2>/dev/null | grep -q snakemake; then
+                echo "run.sh: Snakemake (pid $pid) is running in this directory outside run.sh;" \
+                    "its lock was left alone. Wait for it to finish and run this command again." >&2
+                exit 75
+            fi
+        done
+        if ! snakemake --unlock "$@" >/dev/null 2>&1; then
+            echo "run.sh: could not remove the stale Snakemake lock; run: snakemake --unlock $*" >&2
+            exit 1
+        fi
+        echo ">> removed a stale Snakemake lock left by an interrupted run (no other run of this directory is active)" >&2
+    fi
+fi
+exec snakemake --cores all "$@"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from stn.config import backbone_args, resolve_run_config, task_spec
 from stn.data.augment import augment, undo_matrix
 from stn.data.mnist import digits_from_config
 from stn.devices import resolve_device
-from stn.io import load_torch, save_torch
+from stn.io import DamagedFileError, digest_path, load_torch_verified, save_torch_verified
 from stn.networks import STNetwork, build_network
 
 
@@ -107,8 +108,14 @@ def train(
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     start, elapsed = 0, 0.0
     resume = state_path(checkpoint)
+    state = None
     if resume.exists():
-        state = load_torch(resume, device)
+        try:
+            state = load_torch_verified(resume, device)
+        except DamagedFileError as err:
+            # only progress is lost: the run is recomputed from its start, to the same weights
+            print(f"warning: {err} Starting this run afresh.", file=sys.stderr, flush=True)
+    if state is not None:
         if state["config"] != config:
             raise RuntimeError(f"{resume} belongs to a different config; delete it to start afresh")
         model.load_state_dict(state["model"])
@@ -129,7 +136,7 @@ def train(
         }
         if device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(device)
-        save_torch(state, resume)
+        save_torch_verified(state, resume)
 
     model.train()
     began = time.perf_counter()
@@ -166,14 +173,30 @@ def train(
         "train_images_per_second": steps * train_cfg["batch_size"] / max(elapsed, 1e-9),
         "device": str(device),
     }
-    save_torch({"model": model.state_dict(), "config": config, "train_stats": stats}, checkpoint)
+    # the SHA-256 sidecar is written after the checkpoint and before the resume state goes, so a
+    # crash at any point leaves either the state to resume from or a verifiable checkpoint
+    save_torch_verified({"model": model.state_dict(), "config": config, "train_stats": stats}, checkpoint)
     resume.unlink(missing_ok=True)
+    digest_path(resume).unlink(missing_ok=True)
     return stats
 
 
+def retrain_hint(path: Path | str) -> str:
+    """How to retrain the checkpoint at ``path`` of the workflow."""
+    return (
+        f"Retrain it: `rm {path}`, then run the same command again (e.g. `bash run.sh`); "
+        f"or `bash run.sh --forcerun {path}` (snakemake --cores all --forcerun {path})."
+    )
+
+
 def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> tuple[STNetwork, dict[str, Any]]:
-    """The trained network of a checkpoint (in eval mode) and the checkpoint's contents."""
-    content = load_torch(path, device)
+    """The trained network of a checkpoint (in eval mode) and the checkpoint's contents.
+
+    Raises:
+        stn.io.DamagedFileError: the checkpoint is missing, fails its SHA-256 record
+            (``<path>.sha256``) or cannot be loaded; the message says how to retrain it.
+    """
+    content = load_torch_verified(path, device, remedy=retrain_hint(path))
     model = network_from_config(content["config"]).to(device)
     model.load_state_dict(content["model"])
     return model.eval(), content

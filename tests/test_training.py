@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,8 +13,8 @@ import yaml
 from stn.cli import main
 from stn.config import ConfigError, resolve_run_config
 from stn.evaluation import evaluate, prepare_test_set
-from stn.io import load_torch
-from stn.training import lr_factor, state_path, train
+from stn.io import DamagedFileError, digest_path, load_torch, sha256sum
+from stn.training import load_checkpoint, lr_factor, state_path, train
 from tests.conftest import tiny_config
 
 
@@ -146,3 +147,45 @@ def test_cli_help_and_errors(tmp_path, capsys):
     assert main(["variants"]) == 0
     listing = capsys.readouterr().out
     assert "STN-SL0123" in listing and "STN-DL1" in listing
+
+
+def test_damaged_checkpoint_names_the_file_and_how_to_retrain_it(tmp_path):
+    config = tiny_config()
+    checkpoint = tmp_path / "model.pt"
+    prepare_test_set(config, tmp_path / "test.pt")
+    train(config, checkpoint, progress=False)
+    record = digest_path(checkpoint)
+    recorded = record.read_text()
+    assert recorded == f"{sha256sum(checkpoint)}  model.pt\n"  # the format `sha256sum -c` reads
+    reference = evaluate(checkpoint, tmp_path / "test.pt", device="cpu")
+    original, trained = checkpoint.read_bytes(), weights(checkpoint)
+
+    def fails(match):
+        for load in (
+            lambda: load_checkpoint(checkpoint),
+            lambda: evaluate(checkpoint, tmp_path / "test.pt", device="cpu"),
+        ):
+            with pytest.raises(DamagedFileError, match=match) as info:
+                load()
+            message = str(info.value)
+            assert f"`rm {checkpoint}`" in message and f"--forcerun {checkpoint}" in message
+
+    with open(checkpoint, "r+b") as handle:
+        handle.truncate(1000)
+    fails(re.escape(f"{checkpoint} is damaged: its SHA-256 is {sha256sum(checkpoint)}, but {record} records"))
+    record.unlink()  # without the record (checkpoints of older versions) loading fails just as clearly
+    fails(re.escape(f"{checkpoint} cannot be read"))
+    checkpoint.unlink()
+    fails(re.escape(f"{checkpoint} is missing"))
+    flipped = bytearray(original)
+    flipped[-30] ^= 1  # in the zip's trailer: damage that loading alone may not notice
+    checkpoint.write_bytes(bytes(flipped))
+    record.write_text(recorded)
+    fails("is damaged")
+
+    # the remedy: deleting it and training again gives back the same weights and metrics
+    checkpoint.unlink()
+    train(config, checkpoint, progress=False)
+    for key, value in weights(checkpoint).items():
+        assert torch.equal(value, trained[key]), key
+    assert evaluate(checkpoint, tmp_path / "test.pt", device="cpu")["test_error"] == reference["test_error"]

@@ -1,20 +1,25 @@
 """Verified downloads of raw data files from a list of mirrors.
 
 A file that is already present with the expected MD5 is used as is, without touching the
-network, so raw files can be placed by hand on offline machines. Downloads are streamed into
-a temporary ``.part`` file in the target directory, verified, and atomically renamed, so a
-partial or corrupt file never appears under the final name.
+network, so raw files can be placed by hand on offline machines. A gzip file can also be
+verified by the MD5 of its decompressed content (``RemoteFile.content_md5``), so the same data
+re-compressed, or not compressed at all (the name without ``.gz``), is accepted too.
+
+Downloads are streamed into a temporary ``.part`` file in the target directory, verified, and
+atomically renamed, so a partial or corrupt file never appears under the final name.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.client
 import os
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,10 +30,22 @@ _CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """A file on a mirror: ``name`` relative to the mirror base URL, expected ``md5`` hex digest."""
+    """A file on a mirror: ``name`` relative to the mirror base URL, expected ``md5`` hex digest.
+
+    ``content_md5``, for a gzip file (``name`` ending in ``.gz``): the MD5 of its decompressed
+    content, which also verifies a re-compressed copy or the uncompressed file (:attr:`raw_name`).
+    """
 
     name: str
     md5: str
+    content_md5: str | None = None
+
+    @property
+    def raw_name(self) -> str | None:
+        """The name of the uncompressed file, when it can be verified by its content."""
+        if self.content_md5 and self.name.endswith(".gz"):
+            return self.name.removesuffix(".gz")
+        return None
 
 
 class DownloadError(RuntimeError):
@@ -42,6 +59,58 @@ def md5sum(path: Path) -> str:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def content_md5sum(path: Path) -> str:
+    """The MD5 of the decompressed content of the gzip file at ``path``.
+
+    Raises:
+        ValueError: the file is not a valid gzip file.
+    """
+    digest = hashlib.md5()
+    try:
+        with gzip.open(path, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                digest.update(chunk)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise ValueError(f"not a valid gzip file ({err})") from err
+    return digest.hexdigest()
+
+
+def verify(path: Path, file: RemoteFile, *, compressed: bool | None = None) -> str | None:
+    """``None`` when ``path`` holds ``file``'s data, else why not (with both checksums).
+
+    ``path`` is the archive or, where ``compressed`` is false, the uncompressed file (by default
+    told by its name)."""
+    actual = md5sum(path)
+    if compressed is None:
+        compressed = path.name.endswith(".gz") or not file.raw_name
+    if compressed and actual == file.md5:
+        return None
+    if file.content_md5 is None:
+        return f"has MD5 {actual}, expected {file.md5}"
+    if compressed:
+        try:
+            content = content_md5sum(path)
+        except ValueError as err:
+            content = str(err)
+        else:
+            if content == file.content_md5:
+                return None
+        return (
+            f"has MD5 {actual} and content MD5 {content}; expected MD5 {file.md5} "
+            f"or content MD5 {file.content_md5} (of the decompressed data)"
+        )
+    if actual == file.content_md5:
+        return None
+    return f"has MD5 {actual}, expected {file.content_md5} (uncompressed) or a gzip file with MD5 {file.md5}"
+
+
+def candidates(file: RemoteFile, directories: Iterable[Path]) -> list[Path]:
+    """Where ``file`` may already be, in order of preference: each directory's archive, then
+    its uncompressed file."""
+    names = [file.name] + ([file.raw_name] if file.raw_name else [])
+    return [Path(d) / name for d in directories for name in names]
 
 
 def _url(mirror: str, name: str) -> str:
@@ -72,8 +141,14 @@ def _download(url: str, file: RemoteFile, dest: Path, *, progress: bool, timeout
                     digest.update(chunk)
                     bar.update(len(chunk))
         actual = digest.hexdigest()
-        if actual != file.md5:
-            raise DownloadError(f"MD5 mismatch: expected {file.md5}, got {actual}")
+        if actual != file.md5 and verify(tmp, file, compressed=True) is not None:
+            content = ""
+            if file.content_md5:
+                try:
+                    content = f" (content MD5 {content_md5sum(tmp)}, expected {file.content_md5})"
+                except ValueError as err:
+                    content = f" ({err})"
+            raise DownloadError(f"MD5 mismatch: expected {file.md5}, got {actual}{content}")
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
@@ -96,24 +171,35 @@ def fetch(
     *,
     progress: bool = True,
     timeout: float = 60,
+    also_in: Sequence[Path | str] = (),
 ) -> Path:
-    """Return ``root / file.name`` with a verified MD5, downloading it from the first good mirror.
+    """Return a verified copy of ``file``, downloading it to ``root / file.name`` from the first
+    good mirror when none is present.
+
+    Present copies are looked for in ``root``, then in each of ``also_in``: the archive
+    ``file.name``, then the uncompressed :attr:`RemoteFile.raw_name`. The first one present is
+    verified and returned.
 
     Raises:
-        DownloadError: the present file has a wrong MD5, or no mirror delivered a valid file.
+        DownloadError: the present file has a wrong checksum, or no mirror delivered a valid file.
     """
     root = Path(root)
     dest = root / file.name
-    if dest.exists():
-        actual = md5sum(dest)
-        if actual == file.md5:
-            return dest
-        raise DownloadError(
-            f"{dest} exists but has MD5 {actual}, expected {file.md5}. "
-            "Delete it to download it again, or replace it with the correct file."
-        )
+    places = candidates(file, [root, *map(Path, also_in)])
+    for present in places:
+        if present.exists():
+            problem = verify(present, file)
+            if problem is None:
+                return present
+            raise DownloadError(
+                f"{present} exists but {problem}. "
+                "Delete it to download it again, or replace it with the correct file."
+            )
     if not mirrors:
-        raise DownloadError(f"{dest} is missing and no mirrors were given; place the file there by hand.")
+        raise DownloadError(
+            f"{dest} is missing and no mirrors were given; place the file there by hand. Looked for: "
+            + ", ".join(map(str, places))
+        )
     root.mkdir(parents=True, exist_ok=True)
     failures = []
     for mirror in mirrors:
@@ -138,6 +224,7 @@ def fetch_all(
     *,
     progress: bool = True,
     timeout: float = 60,
+    also_in: Sequence[Path | str] = (),
 ) -> list[Path]:
     """Fetch each of ``files`` into ``root`` (see :func:`fetch`); return the paths in order."""
-    return [fetch(f, root, mirrors, progress=progress, timeout=timeout) for f in files]
+    return [fetch(f, root, mirrors, progress=progress, timeout=timeout, also_in=also_in) for f in files]

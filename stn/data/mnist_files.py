@@ -10,15 +10,29 @@ from pathlib import Path
 
 import numpy as np
 
-from stn.data.download import RemoteFile, fetch_all
+from stn.data.download import RemoteFile, candidates, fetch_all
 
-# Names, MD5s and mirrors as in torchvision.datasets.MNIST.
+# Names, MD5s and mirrors as in torchvision.datasets.MNIST; the MD5s of the decompressed content
+# (which also verify the uncompressed IDX files of the same name without .gz) are not computed
+# here, where the files cannot be downloaded: they are the values published by several independent
+# projects for the uncompressed files (47040016, 60008, 7840016 and 10008 bytes).
 MNIST_FILES: dict[str, RemoteFile] = {
-    "train_images": RemoteFile("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-    "train_labels": RemoteFile("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
-    "test_images": RemoteFile("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
-    "test_labels": RemoteFile("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+    "train_images": RemoteFile(
+        "train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873", "6bbc9ace898e44ae57da46a324031adb"
+    ),
+    "train_labels": RemoteFile(
+        "train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432", "a25bea736e30d166cdddb491f175f624"
+    ),
+    "test_images": RemoteFile(
+        "t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3", "2646ac647ad5339dbf082846283269ea"
+    ),
+    "test_labels": RemoteFile(
+        "t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c", "27ae3e4e09519cfbb04c329615203637"
+    ),
 }
+
+# torchvision.datasets.MNIST(root) keeps its raw files here; they are used where present.
+TORCHVISION_RAW = Path("MNIST") / "raw"
 
 DEFAULT_MNIST_MIRRORS: tuple[str, ...] = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -74,6 +88,17 @@ def _check_split(split: str, images: np.ndarray, labels: np.ndarray) -> None:
         raise ValueError(f"MNIST {split}: {len(images)} images but {len(labels)} labels")
 
 
+def present_mnist_files(root: Path | str, files: Mapping[str, RemoteFile] = MNIST_FILES) -> list[Path]:
+    """For each MNIST file, the copy :func:`load_official_mnist` would use, or ``root / name`` (the
+    download target) where none is present: the inputs of a workflow rule that reads them."""
+    root = Path(root)
+    found = []
+    for file in files.values():
+        present = [p for p in candidates(file, [root, root / TORCHVISION_RAW]) if p.exists()]
+        found.append(present[0] if present else root / file.name)
+    return found
+
+
 def load_official_mnist(
     root: Path,
     mirrors: Sequence[str] = DEFAULT_MNIST_MIRRORS,
@@ -83,12 +108,18 @@ def load_official_mnist(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Fetch and verify the four MNIST raw files into ``root`` and parse them.
 
+    Files already present in ``root`` or in its torchvision-style ``MNIST/raw`` folder, as the
+    ``.gz`` archives or uncompressed, are verified and used without touching the network.
+
     Returns:
         ``(train_images, train_labels, test_images, test_labels)``: images uint8 ``[N, 28, 28]``,
         labels int64 ``[N]``.
     """
     keys = ("train_images", "train_labels", "test_images", "test_labels")
-    paths = fetch_all([files[k] for k in keys], root, mirrors, progress=progress)
+    root = Path(root)
+    paths = fetch_all(
+        [files[k] for k in keys], root, mirrors, progress=progress, also_in=[root / TORCHVISION_RAW]
+    )
     train_x, train_y, test_x, test_y = (read_idx(p) for p in paths)
     _check_split("train", train_x, train_y)
     _check_split("test", test_x, test_y)

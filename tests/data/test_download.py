@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from stn.data.download import DownloadError, RemoteFile, fetch, fetch_all, md5sum
-from stn.data.mnist_files import MNIST_FILES, load_official_mnist, read_idx
+from stn.data.mnist_files import MNIST_FILES, load_official_mnist, present_mnist_files, read_idx
 
 _CODES = {np.dtype("u1"): 0x08, np.dtype("i1"): 0x09, np.dtype("i2"): 0x0B, np.dtype("i4"): 0x0C}
 _CODES |= {np.dtype("f4"): 0x0D, np.dtype("f8"): 0x0E}
@@ -42,15 +42,20 @@ class FakeMnist:
             (root / name).write_bytes(blob)
 
 
+def random_mnist(seed: int, train: int, test: int) -> dict[str, np.ndarray]:
+    """Random digits and labels shaped like the four MNIST files."""
+    rng = np.random.default_rng(seed)
+    return {
+        "train_images": rng.integers(0, 256, (train, 28, 28), dtype=np.uint8),
+        "train_labels": rng.integers(0, 10, train, dtype=np.uint8),
+        "test_images": rng.integers(0, 256, (test, 28, 28), dtype=np.uint8),
+        "test_labels": rng.integers(0, 10, test, dtype=np.uint8),
+    }
+
+
 @pytest.fixture(scope="module")
 def fake() -> FakeMnist:
-    rng = np.random.default_rng(0)
-    arrays = {
-        "train_images": rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
-        "train_labels": rng.integers(0, 10, 20, dtype=np.uint8),
-        "test_images": rng.integers(0, 256, (8, 28, 28), dtype=np.uint8),
-        "test_labels": rng.integers(0, 10, 8, dtype=np.uint8),
-    }
+    arrays = random_mnist(0, 20, 8)
     blobs, files = {}, {}
     for key, arr in arrays.items():
         blob = gzip.compress(idx_bytes(arr), mtime=0)
@@ -242,3 +247,93 @@ def test_label_count_mismatch(tmp_path: Path, fake: FakeMnist) -> None:
     files = fake.files | {"test_labels": RemoteFile("short-labels.gz", hashlib.md5(labels).hexdigest())}
     with pytest.raises(ValueError, match="8 images but 7 labels"):
         load_official_mnist(tmp_path, [], progress=False, files=files)
+
+
+# Verified by content: a re-compressed or uncompressed copy, and torchvision's MNIST/raw folder.
+
+
+@pytest.fixture(scope="module")
+def by_content(fake: FakeMnist) -> dict[str, RemoteFile]:
+    """``fake.files`` with the MD5s of their decompressed content, as ``MNIST_FILES`` has them."""
+    return {
+        key: RemoteFile(file.name, file.md5, hashlib.md5(idx_bytes(fake.arrays[key])).hexdigest())
+        for key, file in fake.files.items()
+    }
+
+
+def place_as(fake: FakeMnist, files: dict[str, RemoteFile], directory: Path, form: str) -> None:
+    """Write the fake files into ``directory``: re-compressed (another gzip header) or uncompressed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for key, file in files.items():
+        data = idx_bytes(fake.arrays[key])
+        if form == "recompressed":
+            blob = gzip.compress(data, compresslevel=1, mtime=123456)
+            assert hashlib.md5(blob).hexdigest() != file.md5
+            (directory / file.name).write_bytes(blob)
+        else:
+            (directory / file.raw_name).write_bytes(data)
+
+
+def test_real_table_has_content_checksums() -> None:
+    for file in MNIST_FILES.values():
+        assert len(file.content_md5) == 32 and file.content_md5 != file.md5
+        assert file.raw_name == file.name.removesuffix(".gz")
+
+
+@pytest.mark.parametrize("where", [".", "MNIST/raw"])
+@pytest.mark.parametrize("form", ["recompressed", "uncompressed"])
+def test_genuine_data_in_another_form_is_accepted(
+    tmp_path: Path, fake: FakeMnist, by_content: dict, closed_port_url: str, form: str, where: str
+) -> None:
+    place_as(fake, by_content, tmp_path / where, form)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    result = load_official_mnist(tmp_path, [closed_port_url], progress=False, files=by_content)
+    assert_roundtrip(result, fake)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written
+    expected = [
+        tmp_path / where / (f.name if form == "recompressed" else f.raw_name) for f in by_content.values()
+    ]
+    assert present_mnist_files(tmp_path, by_content) == expected  # the workflow's inputs
+
+
+def test_present_mnist_files_names_download_targets(tmp_path: Path, by_content: dict) -> None:
+    assert present_mnist_files(tmp_path, by_content) == [tmp_path / f.name for f in by_content.values()]
+
+
+@pytest.mark.parametrize("form", ["gz", "uncompressed"])
+def test_wrong_content_fails_with_both_checksums(
+    tmp_path: Path, fake: FakeMnist, by_content: dict, form: str
+) -> None:
+    file = by_content["test_labels"]
+    wrong = idx_bytes(np.zeros(8, np.uint8))
+    path = tmp_path / "MNIST" / "raw" / (file.name if form == "gz" else file.raw_name)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(gzip.compress(wrong) if form == "gz" else wrong)
+    with pytest.raises(DownloadError) as info:
+        fetch(file, tmp_path, [], progress=False, also_in=[tmp_path / "MNIST" / "raw"])
+    message = str(info.value)
+    assert str(path) in message and md5sum(path) in message
+    assert file.md5 in message and file.content_md5 in message
+    if form == "gz":
+        assert hashlib.md5(wrong).hexdigest() in message  # the content's own checksum
+
+
+def test_missing_everywhere_lists_the_places(tmp_path: Path, by_content: dict) -> None:
+    file = by_content["train_labels"]
+    with pytest.raises(DownloadError) as info:
+        fetch(file, tmp_path, [], progress=False, also_in=[tmp_path / "MNIST" / "raw"])
+    for place in (tmp_path / file.name, tmp_path / "MNIST" / "raw" / file.raw_name):
+        assert str(place) in str(info.value)
+
+
+def test_mirror_with_recompressed_file_is_accepted(tmp_path: Path, fake: FakeMnist, by_content: dict) -> None:
+    """A mirror serving the same data with another gzip header: verified by content."""
+    key = "train_labels"
+    other = RemoteFile(by_content[key].name, "0" * 32, by_content[key].content_md5)
+    fake.place(tmp_path / "mirror")
+    path = fetch(other, tmp_path / "raw", [(tmp_path / "mirror").as_uri()], progress=False)
+    np.testing.assert_array_equal(read_idx(path), fake.arrays[key])
+    wrong = RemoteFile(other.name, "0" * 32, "1" * 32)
+    with pytest.raises(DownloadError, match=f"content MD5 {by_content[key].content_md5}"):
+        fetch(wrong, tmp_path / "raw2", [(tmp_path / "mirror").as_uri()], progress=False)
+    assert list((tmp_path / "raw2").iterdir()) == []

@@ -1,3 +1,5 @@
+import hashlib
+
 import numpy as np
 import pytest
 import torch
@@ -32,3 +34,25 @@ def test_unknown_source_and_bad_fraction():
         load_digits("kaggle")
     with pytest.raises(ValueError, match="test_fraction"):
         stratified_split(np.zeros(10), 1.5, 0)
+
+
+def test_torchvision_source_reads_an_offline_torchvision_folder(tmp_path, monkeypatch):
+    """Uncompressed IDX files in torchvision's MNIST/raw, verified by content (table patched)."""
+    from stn.data import mnist_files
+    from stn.data.download import RemoteFile
+    from tests.data.test_download import idx_bytes, random_mnist
+
+    arrays = random_mnist(1, 6, 4)
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for key, array in arrays.items():
+        file = mnist_files.MNIST_FILES[key]
+        data = idx_bytes(array)
+        (raw / file.raw_name).write_bytes(data)
+        monkeypatch.setitem(
+            mnist_files.MNIST_FILES, key, RemoteFile(file.name, file.md5, hashlib.md5(data).hexdigest())
+        )
+    digits = load_digits("torchvision", tmp_path, mirrors=[])
+    assert torch.equal(digits.train_images, torch.from_numpy(arrays["train_images"]))
+    assert digits.test_labels.tolist() == arrays["test_labels"].tolist()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["MNIST"]  # nothing downloaded or copied

@@ -170,16 +170,44 @@ def test_end_to_end_run_is_incremental(tiny_run):
     assert jobs["train"] == 6 + ORACLE_RUNS and "test_set" not in jobs
 
     # editing the model code retrains what depends on it, but keeps the test sets
-    # (Snakemake compares checksums, so the content must change, not only the time)
-    source = ROOT / "stn" / "networks.py"
-    original, stat = source.read_bytes(), source.stat()
-    try:
-        source.write_bytes(original + b"\n# an edit\n")
-        jobs = planned_jobs(tmp_path, TINY)
-        assert jobs["train"] == 6 + ORACLE_RUNS and "test_set" not in jobs
-    finally:
-        source.write_bytes(original)
-        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    # (Snakemake compares checksums, so the content must change, not only the time). The edit is
+    # made to a copy of the workflow and package, never to the checkout: the copy and a copy of
+    # the run sit at the same relative places (both mirrored under tmp_path, mtimes kept), so
+    # Snakemake sees the same input paths and, before the edit, nothing to do.
+    import shutil
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="code-change", dir=tmp_path.parent))  # the shared run stays as is
+    repo, run = work / ROOT.relative_to(ROOT.anchor), work / tmp_path.relative_to(tmp_path.anchor)
+    repo.mkdir(parents=True)
+    for name in ("Snakefile", "workflow", "config", "profiles", "stn"):
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(ROOT / name, repo / name)
+    shutil.copytree(tmp_path, run, symlinks=True)
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+
+    def copy_plan() -> tuple[dict[str, int], str]:
+        command = snakemake_command(run, TINY, "--cores", "2", "--dry-run", "--quiet", "rules")
+        command[command.index("--snakefile") + 1] = str(repo / "Snakefile")
+        result = subprocess.run(command, capture_output=True, text=True, cwd=run, env=env)
+        text = result.stdout + result.stderr
+        assert result.returncode == 0, text
+        if "Nothing to be done" in text:
+            return {}, text
+        rows = re.finditer(r"^(\w+)\s+(\d+)$", text[text.index("job ") :], re.MULTILINE)
+        return {m[1]: int(m[2]) for m in rows if m[1] != "total"}, text
+
+    checkout = (ROOT / "stn" / "networks.py").read_bytes()
+    assert copy_plan()[0] == planned_jobs(tmp_path, TINY)  # the same workflow on the same run
+    marker = "stn imported from the copy"
+    with open(repo / "stn" / "networks.py", "a") as source:
+        source.write(f"\nimport sys  # noqa: E402\n\nprint({marker!r}, file=sys.stderr)\n")
+    jobs, text = copy_plan()
+    assert marker in text  # Snakemake imported the edited copy, not the checkout's package
+    assert jobs["train"] == 6 + ORACLE_RUNS and "test_set" not in jobs
+    assert (ROOT / "stn" / "networks.py").read_bytes() == checkout
 
 
 def test_lint_and_format():

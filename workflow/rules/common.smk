@@ -8,7 +8,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from stn.config import ConfigError, resolve_run_config
-from stn.data.mnist_files import MNIST_FILES
+from stn.data.mnist_files import MNIST_FILES, present_mnist_files
 from stn.evaluation import test_set_key
 from stn.variants import InvalidNetworkName, parse_network_name
 
@@ -179,11 +179,13 @@ def run_dir(task, network, seed):
 
 
 def raw_data(wildcards):
-    """The raw files a task's data set needs (none for the embedded sample)."""
+    """The raw files a task's data set needs (none for the embedded sample): the copies present
+    (.gz or uncompressed, in the root or its MNIST/raw folder), else the download targets.
+    """
     dataset = task_dataset(wildcards.task)
     if config["datasets"][dataset].get("source", "embedded") == "embedded":
         return []
-    return [f"{data_root(dataset)}/{name}" for name in MNIST_RAW_FILES]
+    return [str(path) for path in present_mnist_files(data_root(dataset))]
 
 
 def table_metrics(table):

@@ -1,10 +1,14 @@
 """Evaluate one checkpoint on its task's fixed test set."""
 
 from stn.evaluation import evaluate
-from stn.io import output_to
+from stn.io import DamagedFileError, output_to
 
 with output_to(snakemake.log[0]):
-    metrics = evaluate(
-        snakemake.input.model, snakemake.input.test_set, snakemake.output[0], snakemake.params.device
-    )
+    try:
+        metrics = evaluate(
+            snakemake.input.model, snakemake.input.test_set, snakemake.output[0], snakemake.params.device
+        )
+    except DamagedFileError as error:  # a damaged checkpoint: say which, and how to retrain it
+        print(f"error: {error}")
+        raise SystemExit(f"error: {error}") from None
     print(f"{metrics['network']} {metrics['task']} seed {metrics['seed']}: {metrics['test_error']:.2f}%")
