@@ -360,6 +360,8 @@ def depth_figure(
     figure, axis = plt.subplots(figsize=(5.2, 3.6))
     kinds = {network: _depth_and_kind(network) for network in networks if network != "CNN"}
     several_kinds = len({kind for _, kind in kinds.values()}) > 1
+    lines = [(task, kind) for task in tasks for kind in dict.fromkeys(kind for _, kind in kinds.values())]
+    dodge = {line: 0.06 * (i - (len(lines) - 1) / 2) for i, line in enumerate(lines)}  # apart
     for task, colour in zip(tasks, sns.color_palette(n_colors=len(tasks)), strict=True):
         for kind in dict.fromkeys(kind for _, kind in kinds.values()):
             points = []
@@ -371,7 +373,7 @@ def depth_figure(
                     points.append((depth, t_interval(errors.tolist())))
             if not points:
                 continue
-            depths = [d for d, _ in points]
+            depths = [d + dodge[task, kind] for d, _ in points]
             means = [i.mean for _, i in points]
             spans = [i.half_width or 0.0 for _, i in points]
             label = f"{task} {kind}" if several_kinds else task
