@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up the environment when needed, then run the pipeline or the tests.
-#   bash run.sh          regenerate every table and figure (snakemake --cores all)
+#   bash run.sh          regenerate every table and figure (snakemake --cores all), then the
+#                        browsable report results/report.html
 #   bash run.sh test     run the test suite
 # Only one `bash run.sh` of a directory runs at a time; after a crash (kill -9, power loss) the
 # next one removes the stale Snakemake lock itself.
@@ -68,4 +69,14 @@ if command -v flock >/dev/null 2>&1; then
         echo ">> removed a stale Snakemake lock left by an interrupted run (no other run of this directory is active)" >&2
     fi
 fi
-exec snakemake --cores all "$@"
+snakemake --cores all "$@"
+# then the browsable report of every table and figure, unless the arguments ask for no run
+for arg in "$@"; do
+    case "$arg" in
+        -n | --dry-run | --dryrun | --report* | --unlock | --lint* | -h | --help | --list-* | -S | --summary \
+            | --detailed-summary | --dag | --rulegraph | --filegraph | --touch | -t | --cleanup-metadata | --delete-*)
+            exit 0 ;;
+    esac
+done
+echo ">> writing results/report.html (every table and figure with its caption)" >&2
+exec snakemake --report results/report.html "$@"

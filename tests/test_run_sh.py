@@ -81,9 +81,18 @@ def locks(directory: Path) -> list[str]:
 def test_plain_run_passes_arguments(workdir: Path) -> None:
     result = run(workdir, "--configfile", "config/paper.yaml")
     assert result.returncode == 0, result.stderr
-    assert calls(workdir) == ["--cores all --configfile config/paper.yaml"]
+    assert calls(workdir) == [
+        "--cores all --configfile config/paper.yaml",
+        "--report results/report.html --configfile config/paper.yaml",  # then the report
+    ]
     assert "stale" not in result.stderr
     assert (workdir / ".snakemake" / "run.sh.lock").exists()
+
+
+@pytest.mark.parametrize("option", ["-n", "--unlock", "--report=r.html", "--lint"])
+def test_runs_that_run_nothing_make_no_report(workdir: Path, option: str) -> None:
+    assert run(workdir, option).returncode == 0
+    assert calls(workdir) == [f"--cores all {option}"]
 
 
 def test_stale_lock_after_kill_9_is_removed(workdir: Path) -> None:
@@ -101,6 +110,7 @@ def test_stale_lock_after_kill_9_is_removed(workdir: Path) -> None:
         "--cores all --configfile c.yaml",
         "--unlock --configfile c.yaml",
         "--cores all --configfile c.yaml",
+        "--report results/report.html --configfile c.yaml",
     ]
     assert locks(workdir) == []
 
