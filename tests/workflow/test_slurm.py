@@ -87,7 +87,7 @@ def test_paper_dry_run_asks_one_gpu_per_training_job(tmp_path):
     assert out.returncode == 0, text[-3000:]
     jobs = re.findall(r"\nrule (\w+):\n(.*?)\n\n", text, re.DOTALL)
     trains = [body for rule, body in jobs if rule == "train"]
-    assert len(trains) == 3 * 5 * 3
+    assert len(trains) == 3 * 8 * 3  # 5 networks of table 1 and 3 oracles; 3 tasks, 3 seeds
     assert all(re.search(r"resources: .*\bgpu=1\b", body) for body in trains)
     others = [body for rule, body in jobs if rule in ("evaluate", "table", "test_set")]
     assert others and not any(re.search(r"\bgpu=", body) for body in others)
