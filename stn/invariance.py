@@ -191,9 +191,8 @@ def rotation_undone(
     for angle in angles:
         theta = transformation("rotation", angle, len(images), images.device)
         pose = None if poses is None else compose(invert(theta), poses)
-        thetas = model.run(transformed(images, theta, model.padding_mode), pose).thetas
-        predicted.append(rotation_angle(first_warp(thetas)))
-    applied = torch.tensor(angles, device=images.device) - sum(angles) / len(angles)
+        predicted.append(predicted_angles(model, transformed(images, theta, model.padding_mode), pose))
+    applied = torch.tensor(angles) - sum(angles) / len(angles)
     centred = torch.stack(predicted, dim=1)
     centred = centred - centred.mean(dim=1, keepdim=True)
     return float(-(centred * applied).sum() / (applied.square().sum() * len(images)))
