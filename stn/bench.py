@@ -1,268 +1,382 @@
-"""Throughput benchmark: our batched augmentation against a per-sample PIL/DataLoader pipeline.
+"""Training throughput of an experiment config, and what its whole grid costs in device-hours.
 
-For each MNIST task it times (1) :func:`stn.data.augment.augment` on batches indexed from
-digits already on the device, (2) the authors' style of pipeline, one PIL digit at a time
-through torchvision transforms in DataLoader workers, and (3) whole training steps of the
-table-1 networks fed by our path. Every measurement runs for a time budget, not a fixed
-number of batches. Run ``python -m stn.bench --help``.
+``python -m stn bench --config config/paper.yaml --device cuda`` times the library's own
+training step (:class:`stn.training.TrainingStep`: batch, augmentation, forward, backward,
+update) for every task and network the config trains, at the config's sizes, under each
+*lever* side by side in one run:
+
+- ``today``: the step before the speed work: a CPU permutation of the whole training set,
+  a new generator and a host-to-device copy every step, fp32;
+- ``fp32``: the same step without that host work;
+- ``bf16``, ``channels_last``, ``graph`` and their combinations: the ``train`` switches
+  ``precision``, ``channels_last`` (with ``cudnn_benchmark``) and ``cuda_graph``.
+
+It also times the augmentation alone (its share of a step), counts each step's FLOPs (the
+floor: FLOPs over ``--peak-tflops``), and measures packing: ``--pack K`` training processes
+sharing one device, each running a different network, against each one alone. The report
+projects the grid's device-hours (steps x seeds / rate, summed) for every lever, sequential
+and packed, and is written as JSON under ``results/bench/``. Steps train on random digits of
+the data set's size: throughput does not depend on the pixels.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
-import os
+import math
+import multiprocessing
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
-from torch.nn import functional as F
-from torch.utils.data import DataLoader, Dataset
-from torchvision import transforms
-from torchvision.transforms import InterpolationMode
+from torch.utils.flop_counter import FlopCounterMode
 
-from stn.data.augment import PAPER_TASKS, TaskSpec, augment
-from stn.data.mnist import load_digits
-from stn.networks import build_network
-from stn.variants import InvalidNetworkName, parse_network_name
+from stn.config import ConfigError, load_yaml, task_spec
+from stn.data.augment import draw_augmentation, render_augmentation
+from stn.experiment import deep_merge, run_config, runs
+from stn.io import save_json
+from stn.training import TrainingStep, batch_indices, make_optimizer, network_from_config, total_steps
 
-TABLE1_NETWORKS = ("CNN", "STN-C0", "STN-C1", "STN-DL1", "STN-SL1")
-
-
-class PerSampleDataset(Dataset):
-    """The authors' kind of pipeline: each item is one digit transformed as a PIL image.
-
-    The digit is padded to the task's canvas and shifted (``RandomAffine`` translate,
-    whole pixels), clutter patches of random other digits are pasted with numpy (max),
-    then ``RandomRotation`` and ``RandomAffine`` scale (bilinear) transform the canvas,
-    so clutter is scaled with the digit, and ``ToTensor`` gives (1, canvas, canvas) in [0, 1].
-    Random draws use torch's and numpy's global generators, seeded per DataLoader worker.
-    """
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, task: TaskSpec) -> None:
-        self.images, self.labels, self.task = images, labels, task
-        size, canvas = images.shape[-1], task.canvas
-        place: list[Callable] = [transforms.Pad((canvas - size) // 2)] if canvas > size else []
-        if task.translation:
-            shift = task.translation / canvas
-            place.append(transforms.RandomAffine(0, translate=(shift, shift)))
-        finish: list[Callable] = []
-        if task.rotation:
-            finish.append(transforms.RandomRotation(task.rotation, interpolation=InterpolationMode.BILINEAR))
-        lo, hi = task.log2_scale
-        if (lo, hi) != (0.0, 0.0):
-            finish.append(
-                transforms.RandomAffine(0, scale=(2.0**lo, 2.0**hi), interpolation=InterpolationMode.BILINEAR)
-            )
-        self.place = transforms.Compose(place)
-        self.finish = transforms.Compose([*finish, transforms.ToTensor()])
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        image = self.place(Image.fromarray(self.images[index]))
-        if self.task.clutter:
-            image = Image.fromarray(self._clutter(np.array(image), index))
-        return self.finish(image), int(self.labels[index])
-
-    def _clutter(self, canvas: np.ndarray, index: int) -> np.ndarray:
-        """Max-paste ``clutter`` random crops of other digits at random places on ``canvas``."""
-        k, n = self.task.clutter_size, len(self.images)
-        for _ in range(self.task.clutter):
-            other = self.images[(index + 1 + np.random.randint(n - 1)) % n]
-            y, x = np.random.randint(0, other.shape[-1] - k + 1, 2)
-            top, left = np.random.randint(0, canvas.shape[-1] - k + 1, 2)
-            window = canvas[top : top + k, left : left + k]
-            np.maximum(window, other[y : y + k, x : x + k], out=window)
-        return canvas
+MNIST_TRAIN_SIZE = 60_000
+LEVERS: dict[str, dict[str, Any]] = {
+    "today": {},
+    "fp32": {},
+    "bf16": {"precision": "bf16"},
+    "channels_last": {"channels_last": True, "cudnn_benchmark": True},
+    "bf16+channels_last": {"precision": "bf16", "channels_last": True, "cudnn_benchmark": True},
+    "graph": {"cuda_graph": True},
+    "bf16+graph": {"precision": "bf16", "cuda_graph": True},
+    "bf16+channels_last+graph": {
+        "precision": "bf16",
+        "channels_last": True,
+        "cudnn_benchmark": True,
+        "cuda_graph": True,
+    },
+}
+CUDA_ONLY = {name for name, switches in LEVERS.items() if switches}
 
 
-def _rate(step: Callable[[], int], seconds: float, warmup: int, sync: Callable[[], None]) -> float:
-    """Items per second of ``step`` (returns items done) over at least ``seconds``, after ``warmup`` calls."""
-    for _ in range(warmup):
-        step()
-    sync()
+class HostBoundStep(TrainingStep):
+    """The step as it was before the speed work (the ``today`` lever, for reference): each
+    step permutes the whole training set on the CPU, copies its slice to the device and
+    creates a new generator."""
+
+    def indices(self, step: int) -> Tensor:
+        self.generator = torch.Generator(self.device)
+        batch = batch_indices(step, len(self.images), self.train["batch_size"], self.seed)
+        return batch.to(self.device)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _rate(call: Callable[[int], object], seconds: float, warmup: int, device: torch.device) -> float:
+    """Calls per second of ``call(i)`` over at least ``seconds`` after ``warmup`` calls."""
+    for i in range(warmup):
+        call(i)
+    _synchronize(device)
     done, start = 0, time.perf_counter()
-    while True:
-        done += step()
-        sync()
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return done / elapsed
+    while time.perf_counter() - start < seconds:
+        call(warmup + done)
+        done += 1
+    _synchronize(device)
+    return done / (time.perf_counter() - start)
 
 
-def _batches(
-    digits: Tensor, labels: Tensor, task: TaskSpec, batch_size: int, seed: int
-) -> Callable[[], tuple[Tensor, Tensor]]:
-    """A function drawing a random batch of digits on their device and augmenting it with ``augment``."""
-    generator = torch.Generator(digits.device).manual_seed(seed)
-
-    def draw() -> tuple[Tensor, Tensor]:
-        index = torch.randint(len(digits), (batch_size,), device=digits.device, generator=generator)
-        return augment(digits[index], task, generator)[0], labels[index]
-
-    return draw
+def random_digits(count: int, device: torch.device, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """``count`` random uint8 28x28 'digits' and labels on ``device`` (speed does not depend on pixels)."""
+    generator = torch.Generator().manual_seed(seed)
+    digits = torch.randint(0, 256, (count, 28, 28), generator=generator, dtype=torch.uint8)
+    return digits.to(device), torch.randint(0, 10, (count,), generator=generator).to(device)
 
 
-def per_sample_rate(
-    images: np.ndarray,
-    labels: np.ndarray,
-    task: TaskSpec,
-    batch_size: int,
-    workers: int,
-    seconds: float,
-) -> float:
-    """Images/s of :class:`PerSampleDataset` through a shuffling DataLoader, after one batch per worker."""
-    loader = DataLoader(
-        PerSampleDataset(images, labels, task),
-        batch_size=batch_size,
-        shuffle=True,
-        num_workers=workers,
-        persistent_workers=workers > 0,
+def training_step(config: dict[str, Any], lever: str, images: Tensor, labels: Tensor) -> TrainingStep:
+    """The training step of ``config`` under ``lever``, on random data."""
+    config = deep_merge(config, {"train": LEVERS[lever]})
+    torch.manual_seed(config["seed"])
+    model = network_from_config(config).to(images.device).train()
+    optimizer = make_optimizer(model, config["train"])
+    step_class = HostBoundStep if lever == "today" else TrainingStep
+    return step_class(
+        model, optimizer, images, labels, task_spec(config), config["train"], config["seed"], 10**9
     )
-    stream: Iterator = itertools.chain.from_iterable(itertools.repeat(loader))
-    return _rate(lambda: len(next(stream)[1]), seconds, max(1, workers), lambda: None)
 
 
-def _step_rate(
-    network: str,
-    task: TaskSpec,
-    draw: Callable[[], tuple[Tensor, Tensor]],
-    device: torch.device,
-    seconds: float,
-    sync: Callable[[], None],
-) -> float:
-    """Training steps/s (augment, forward, cross-entropy, backward, SGD step) after 2 warm-up steps."""
-    model = build_network(network, "mnist", input_size=task.canvas).to(device)
-    optimiser = torch.optim.SGD(model.parameters(), lr=0.01)
+def step_flops(step: TrainingStep) -> int:
+    """FLOPs of one forward and backward pass of ``step``'s network (convolutions and products)."""
+    index = step.indices(0)
+    draws = draw_augmentation(len(index), step.task, step.generator, step.device)
+    with FlopCounterMode(display=False) as counter:
+        step.loss(index, draws).backward()
+    step.optimizer.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
 
-    def step() -> int:
-        images, targets = draw()
-        loss = F.cross_entropy(model(images), targets)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        return 1
 
-    return _rate(step, seconds, 2, sync)
+def augmentation_rate(config: dict[str, Any], images: Tensor, seconds: float) -> float:
+    """Batches per second of the task's augmentation (draws and rendering) alone."""
+    task, batch = task_spec(config), config["train"]["batch_size"]
+    generator = torch.Generator(images.device).manual_seed(0)
+
+    def augment_once(i: int) -> None:
+        index = torch.randint(len(images), (batch,), device=images.device, generator=generator)
+        render_augmentation(images[index], draw_augmentation(batch, task, generator, images.device), task)
+
+    return _rate(augment_once, seconds, 2, images.device)
+
+
+def _pack_worker(
+    config: dict, lever: str, count: int, device: str, seconds: float, barrier, results, slot: int
+) -> None:
+    """One of ``--pack`` processes: build a step, wait for the others, time it."""
+    dev = torch.device(device)
+    images, labels = random_digits(count, dev)
+    step = training_step(config, lever, images, labels)
+    for i in range(TrainingStep.GRAPH_WARMUP + 2):
+        step(i)
+    _synchronize(dev)
+    barrier.wait()
+    results.put((slot, _rate(step, seconds, 0, dev)))
+
+
+def packed_rates(configs: Sequence[dict], lever: str, count: int, device: str, seconds: float) -> list[float]:
+    """Steps/s of each config's step while all of them train at once, one process each."""
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(len(configs)), context.Queue()
+    workers = [
+        context.Process(
+            target=_pack_worker, args=(config, lever, count, device, seconds, barrier, results, slot)
+        )
+        for slot, config in enumerate(configs)
+    ]
+    for worker in workers:
+        worker.start()
+    rates = dict(results.get(timeout=600) for _ in workers)
+    for worker in workers:
+        worker.join()
+    return [rates[slot] for slot in range(len(configs))]
+
+
+def train_size(config: dict[str, Any]) -> int:
+    """Training images of a run's data set: full MNIST, or the embedded sample's share."""
+    data = config["data"]
+    if data.get("source") == "embedded":
+        return round(5000 * (1 - data.get("test_fraction", 0.2)))
+    return MNIST_TRAIN_SIZE
 
 
 def run_benchmark(
-    tasks: Sequence[str] = ("R", "S", "T"),
-    batch_size: int = 256,
-    seconds: float = 3.0,
-    workers: int | None = None,
-    networks: Sequence[str] = TABLE1_NETWORKS,
+    experiment: dict[str, Any],
     device: str = "auto",
-    steps: bool = True,
+    levers: Sequence[str] = ("today", "fp32"),
+    tasks: Sequence[str] | None = None,
+    networks: Sequence[str] | None = None,
+    seconds: float = 2.0,
+    pack: int = 1,
+    pack_lever: str | None = None,
+    peak_tflops: float = 790.0,
     log: Callable[[str], None] = lambda message: None,
-) -> dict:
-    """Measure every task's augmentation throughput and (if ``steps``) training steps.
+) -> dict[str, Any]:
+    """Measure an experiment's steps/s per task, network and lever; project its device-hours.
 
-    Returns ``{"device", "batch_size", "workers", "augmentation": {task: {"ours",
-    "per_sample", "ratio"}}, "steps": {task: {network: {"steps_per_s", "images_per_s"}}}}``
-    with rates in images/s (``ratio`` = ours / per_sample) and steps/s.
+    Returns the JSON report (see :func:`format_report` for its reading).
     """
-    workers = (os.cpu_count() or 1) if workers is None else workers
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
-    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
-    data = load_digits("embedded")
-    digits, labels = data.train_images.to(dev), data.train_labels.to(dev)
-    results: dict = {"device": str(dev), "batch_size": batch_size, "workers": workers}
-    results["augmentation"], results["steps"] = {}, {}
-    for name in tasks:
-        task = PAPER_TASKS[name]
-        log(f"task {name}: augmentation")
-        draw = _batches(digits, labels, task, batch_size, seed=0)
-        ours = _rate(lambda draw=draw: len(draw()[1]), seconds, 1, sync)
-        theirs = per_sample_rate(
-            data.train_images.numpy(), data.train_labels.numpy(), task, batch_size, workers, seconds
-        )
-        results["augmentation"][name] = {"ours": ours, "per_sample": theirs, "ratio": ours / theirs}
-        if not steps:
-            continue
-        results["steps"][name] = {}
-        for network in networks:
-            log(f"task {name}: training steps of {network}")
-            rate = _step_rate(network, task, draw, dev, seconds, sync)
-            results["steps"][name][network] = {
-                "steps_per_s": rate,
-                "images_per_s": rate * batch_size,
-            }
-    return results
-
-
-def format_report(results: dict) -> str:
-    """The results as two plain-text tables."""
-    lines = [
-        f"device {results['device']}, batch size {results['batch_size']}, "
-        f"per-sample DataLoader workers {results['workers']}",
-        "",
-        f"{'task':<6}{'ours img/s':>14}{'per-sample img/s':>20}{'ratio':>10}",
+    if dev.type != "cuda":
+        dropped = [lever for lever in levers if lever in CUDA_ONLY]
+        if dropped:
+            log(f"skipping CUDA-only levers on {dev}: {', '.join(dropped)}")
+        levers = [lever for lever in levers if lever not in CUDA_ONLY]
+    pack_lever = pack_lever or levers[-1]
+    seeds = len(experiment["seeds"])
+    pairs = [
+        (task, network)
+        for task, network in runs(experiment)
+        if (tasks is None or task in tasks) and (networks is None or network in networks)
     ]
-    for task, r in results["augmentation"].items():
-        lines.append(f"{task:<6}{r['ours']:>14,.0f}{r['per_sample']:>20,.0f}{r['ratio']:>9.1f}x")
-    if results["steps"]:
-        lines += ["", f"{'task':<6}{'network':<10}{'steps/s':>10}{'img/s':>12}"]
-        for task, by_network in results["steps"].items():
-            for network, r in by_network.items():
-                lines.append(f"{task:<6}{network:<10}{r['steps_per_s']:>10.2f}{r['images_per_s']:>12,.0f}")
+    report: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "seconds_per_measurement": seconds,
+        "levers": {lever: LEVERS[lever] for lever in levers},
+        "peak_tflops": peak_tflops,
+        "runs": [],
+        "augmentation": {},
+        "packing": {},
+    }
+    data: dict[int, tuple[Tensor, Tensor]] = {}
+    for task, network in pairs:
+        config = run_config(experiment, task, network, experiment["seeds"][0])
+        config["device"] = dev.type
+        count = train_size(config)
+        if count not in data:
+            data[count] = random_digits(count, dev)
+        images, labels = data[count]
+        entry: dict[str, Any] = {
+            "task": task,
+            "network": network,
+            "batch_size": config["train"]["batch_size"],
+            "steps": total_steps(config, count),
+            "seeds": seeds,
+            "steps_per_s": {},
+        }
+        for lever in levers:
+            log(f"{task} {network}: {lever}")
+            try:
+                step = training_step(config, lever, images, labels)
+                if "flops" not in entry:
+                    entry["flops"] = step_flops(step)
+                entry["steps_per_s"][lever] = _rate(step, seconds, TrainingStep.GRAPH_WARMUP + 2, dev)
+                if step.train["cuda_graph"] and not step.captured:
+                    raise RuntimeError("the CUDA graph was not captured (see the warning above)")
+            except Exception as error:  # a lever that fails is reported, the others still run
+                entry["steps_per_s"][lever] = None
+                entry.setdefault("errors", {})[lever] = f"{type(error).__name__}: {error}"
+                log(f"  failed: {error}")
+            finally:
+                step = None
+                if dev.type == "cuda":
+                    torch.cuda.empty_cache()
+        report["runs"].append(entry)
+        if task not in report["augmentation"]:
+            rate = augmentation_rate(config, images, seconds)
+            report["augmentation"][task] = {"ms_per_batch": 1000 / rate}
+    for task in dict.fromkeys(task for task, _ in pairs):
+        entries = [e for e in report["runs"] if e["task"] == task]
+        alone = [e["steps_per_s"].get("fp32") or 0 for e in entries]
+        report["augmentation"][task]["share_of_fp32_step"] = [
+            report["augmentation"][task]["ms_per_batch"] * rate / 1000 for rate in alone
+        ]
+        if pack > 1 and pack_lever in levers:
+            log(f"{task}: packing {pack} runs under {pack_lever}")
+            chosen = [entries[i % len(entries)] for i in range(pack)]
+            configs = [run_config(experiment, task, e["network"], 0) | {"device": dev.type} for e in chosen]
+            try:
+                rates = packed_rates(configs, pack_lever, train_size(configs[0]), str(dev), seconds)
+                fractions = [r / e["steps_per_s"][pack_lever] for r, e in zip(rates, chosen, strict=True)]
+                report["packing"][task] = {
+                    "runs": pack,
+                    "lever": pack_lever,
+                    "networks": [e["network"] for e in chosen],
+                    "steps_per_s": rates,
+                    "speedup": sum(fractions),
+                }
+            except Exception as error:
+                report["packing"][task] = {"runs": pack, "error": f"{type(error).__name__}: {error}"}
+    report["projection"] = project(report)
+    return report
+
+
+def project(report: dict[str, Any]) -> dict[str, Any]:
+    """Device-hours of the whole grid per lever (sequential and packed) and the FLOP floor."""
+    hours: dict[str, Any] = {}
+    for lever in report["levers"]:
+        total, packed, complete = 0.0, 0.0, True
+        for entry in report["runs"]:
+            rate = entry["steps_per_s"].get(lever)
+            if not rate:
+                complete = False
+                continue
+            seconds = entry["steps"] * entry["seeds"] / rate
+            total += seconds
+            speedup = report["packing"].get(entry["task"], {}).get("speedup") or 1.0
+            packed += seconds / max(speedup, 1.0)
+        hours[lever] = {"sequential": total / 3600, "packed": packed / 3600, "complete": complete}
+    flops = sum(e.get("flops", 0) * e["steps"] * e["seeds"] for e in report["runs"])
+    return {"hours": hours, "floor_hours": flops / (report["peak_tflops"] * 1e12) / 3600}
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """Steps/s per run and lever, the augmentation's share, packing, and the projected hours."""
+    levers = list(report["levers"])
+    lines = [f"device {report['device']}, torch {report['torch']}", ""]
+    lines.append(f"{'task':<5}{'network':<16}" + "".join(f"{lever:>14}" for lever in levers))
+    for entry in report["runs"]:
+        rates = [entry["steps_per_s"].get(lever) for lever in levers]
+        cells = "".join(f"{rate:>14.1f}" if rate else f"{'failed':>14}" for rate in rates)
+        lines.append(f"{entry['task']:<5}{entry['network']:<16}{cells}")
+    lines += ["", "steps/s; augmentation alone, ms per batch (share of each network's fp32 step):"]
+    for task, aug in report["augmentation"].items():
+        shares = ", ".join(f"{share:.0%}" for share in aug.get("share_of_fp32_step", []))
+        lines.append(f"  {task}: {aug['ms_per_batch']:.2f} ms ({shares})")
+    for task, packing in report["packing"].items():
+        if "speedup" in packing:
+            lines.append(
+                f"packing {task}: {packing['runs']} runs at once ({packing['lever']}) do "
+                f"{packing['speedup']:.2f}x the work of one alone"
+            )
+        else:
+            lines.append(f"packing {task}: {packing['error']}")
+    projection = report["projection"]
+    base = projection["hours"].get("today", {}).get("sequential")
+    lines += ["", f"{'projected device-hours':<28}{'sequential':>12}{'packed':>10}{'vs today':>10}"]
+    for lever, hours in projection["hours"].items():
+        ratio = f"{base / hours['packed']:.2f}x" if base and hours["packed"] else ""
+        mark = "" if hours["complete"] else " (incomplete)"
+        lines.append(f"{lever + mark:<28}{hours['sequential']:>12.2f}{hours['packed']:>10.2f}{ratio:>10}")
+    lines.append(
+        f"floor (FLOPs / {report['peak_tflops']:.0f} TFLOP/s): {projection['floor_hours']:.2f} hours"
+    )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: run the benchmark and print its tables."""
+    """Command line: benchmark a config, print the report and write it as JSON."""
     parser = argparse.ArgumentParser(
-        prog="python -m stn.bench",
-        description="Throughput of our batched augmentation vs a per-sample PIL/DataLoader "
-        "pipeline, and training steps/s of the table-1 networks, per MNIST task.",
-        epilog="On a CPU, training steps on S (112x112 inputs) take seconds each and dominate "
-        "the run; use --skip-steps, --tasks or a smaller --batch-size for a quick look. When "
-        "other processes share the cores, --threads 1 avoids OpenMP oversubscription, which can "
-        "slow torch's CPU kernels many times over.",
+        prog="python -m stn bench",
+        description=__doc__.split("\n\n")[0],
+        epilog="Levers: " + ", ".join(LEVERS) + ". On a CPU only today and fp32 run.",
     )
-    parser.add_argument("--tasks", nargs="+", choices=sorted(PAPER_TASKS), default=["R", "S", "T"])
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--seconds", type=float, default=3.0, help="time budget per measurement")
-    parser.add_argument(
-        "--workers", type=int, default=os.cpu_count() or 1, help="per-sample DataLoader workers"
-    )
-    parser.add_argument("--networks", nargs="+", default=list(TABLE1_NETWORKS))
+    parser.add_argument("--config", type=Path, default=Path("config/config.yaml"), help="experiment YAML")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
-    parser.add_argument("--skip-steps", action="store_true", help="skip the training-step timings")
+    parser.add_argument("--levers", nargs="+", choices=list(LEVERS), default=list(LEVERS))
+    parser.add_argument("--tasks", nargs="+", help="only these tasks (default: all of the config's)")
+    parser.add_argument("--networks", nargs="+", help="only these networks (default: all)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
+    parser.add_argument("--pack", type=int, default=1, help="processes sharing the device (1: none)")
+    parser.add_argument("--pack-lever", choices=list(LEVERS), help="lever of the packed runs (default: last)")
+    parser.add_argument("--peak-tflops", type=float, default=790.0, help="the device's rate for the floor")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--out", type=Path, help="JSON (default: results/bench/<config>-<device>.json)")
     args = parser.parse_args(argv)
-    threads_ok = args.threads is None or args.threads >= 1
-    if args.batch_size < 1 or args.seconds <= 0 or args.workers < 0 or not threads_ok:
-        parser.error("--batch-size and --threads must be >= 1, --seconds > 0 and --workers >= 0")
+    if args.seconds <= 0 or args.pack < 1 or args.peak_tflops <= 0:
+        parser.error("--seconds and --peak-tflops must be > 0 and --pack >= 1")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available")
-    for network in args.networks:
-        try:
-            parse_network_name(network)
-        except InvalidNetworkName as error:
-            parser.error(str(error))
+    try:
+        experiment = load_yaml(args.config)
+        for task, network in runs(experiment):
+            run_config(experiment, task, network, experiment["seeds"][0])
+    except (ConfigError, KeyError, OSError) as error:
+        parser.error(f"--config {args.config}: {error}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = run_benchmark(
-        args.tasks,
-        args.batch_size,
-        args.seconds,
-        args.workers,
-        args.networks,
+    report = run_benchmark(
+        experiment,
         args.device,
-        steps=not args.skip_steps,
+        args.levers,
+        args.tasks,
+        args.networks,
+        args.seconds,
+        args.pack,
+        args.pack_lever,
+        args.peak_tflops,
         log=lambda message: print(message, file=sys.stderr, flush=True),
     )
-    print(format_report(results))
-    return 0
+    report["config"] = str(args.config)
+    device = "cuda" if report["device"] != "cpu" else "cpu"
+    out = args.out or Path("results/bench") / f"{args.config.stem}-{device}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_json(report, out)
+    print(format_report(report))
+    print(f"\nwritten: {out}")
+    return 0 if all(math.isfinite(h["sequential"]) for h in report["projection"]["hours"].values()) else 1
 
 
 if __name__ == "__main__":

@@ -27,8 +27,7 @@ def identity(batch: int, device: torch.device | None = None, dtype=torch.float32
 
 def to_homogeneous(theta: Tensor) -> Tensor:
     """(B, 2, 3) -> (B, 3, 3) with last row ``[0, 0, 1]``."""
-    last = torch.zeros_like(theta[:, :1, :])
-    last[:, :, 2] = 1.0
+    last = torch.cat([torch.zeros_like(theta[:, :1, :2]), torch.ones_like(theta[:, :1, 2:])], dim=-1)
     return torch.cat([theta, last], dim=1)
 
 
@@ -37,9 +36,18 @@ def compose(first: Tensor, second: Tensor) -> Tensor:
     return (to_homogeneous(first) @ to_homogeneous(second))[:, :2, :]
 
 
+def inverse_2x2(matrix: Tensor) -> Tensor:
+    """Inverses of (..., 2, 2) matrices in closed form: no solver, whose error check would
+    synchronise a CUDA device (and so break CUDA-graph capture)."""
+    (a, b), (c, d) = matrix[..., 0, :].unbind(-1), matrix[..., 1, :].unbind(-1)
+    rows = torch.stack([torch.stack([d, -b], -1), torch.stack([-c, a], -1)], -2)
+    return rows / (a * d - b * c)[..., None, None]
+
+
 def invert(theta: Tensor) -> Tensor:
-    """The inverse warp of ``theta``."""
-    return torch.linalg.inv(to_homogeneous(theta))[:, :2, :]
+    """The inverse warp of ``theta``: ``[A | t]`` -> ``[A^-1 | -A^-1 t]``."""
+    linear = inverse_2x2(theta[..., :2])
+    return torch.cat([linear, -linear @ theta[..., 2:]], dim=-1)
 
 
 def affine_grid(theta: Tensor, height: int, width: int) -> Tensor:
@@ -93,7 +101,13 @@ def affine_matrix(
     ``scale_y`` defaults to ``scale_x`` (isotropic). The inverse of :func:`decompose`.
     """
     values = [angle_deg, scale_x, scale_x if scale_y is None else scale_y, shear, tx, ty]
-    tensors = [torch.as_tensor(v, dtype=torch.float32, device=device).reshape(-1) for v in values]
+    # numbers become device tensors by a fill, not a host-to-device copy (CUDA graphs forbid those)
+    tensors = [
+        torch.full((1,), float(v), dtype=torch.float32, device=device)
+        if isinstance(v, int | float)
+        else torch.as_tensor(v, dtype=torch.float32, device=device).reshape(-1)
+        for v in values
+    ]
     angle, sx, sy, sh, x, y = torch.broadcast_tensors(*tensors)
     rad = torch.deg2rad(angle)
     cos, sin = torch.cos(rad), torch.sin(rad)

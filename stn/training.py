@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -14,7 +15,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from stn.config import backbone_args, resolve_run_config, task_spec
-from stn.data.augment import augment, undo_matrix
+from stn.data.augment import TaskSpec, draw_augmentation, render_augmentation, undo_matrix
 from stn.data.mnist import digits_from_config
 from stn.devices import resolve_device
 from stn.io import DamagedFileError, digest_path, load_torch_verified, save_torch_verified
@@ -66,13 +67,167 @@ def _step_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step) % (2**63)
 
 
+def epoch_order(epoch: int, num_train: int, seed: int) -> Tensor:
+    """The seeded permutation of the training set in ``epoch`` (drawn on the CPU, so every
+    device trains on the same batches)."""
+    return torch.randperm(num_train, generator=torch.Generator().manual_seed(_step_seed(seed, -1 - epoch)))
+
+
 def batch_indices(step: int, num_train: int, batch_size: int, seed: int) -> Tensor:
     """The training indices of ``step``: a seeded permutation per epoch, so any step can be
     recomputed after a restart."""
-    per_epoch = math.ceil(num_train / batch_size)
-    epoch, position = divmod(step, per_epoch)
-    order = torch.randperm(num_train, generator=torch.Generator().manual_seed(_step_seed(seed, -1 - epoch)))
-    return order[position * batch_size : (position + 1) * batch_size]
+    epoch, position = divmod(step, math.ceil(num_train / batch_size))
+    return epoch_order(epoch, num_train, seed)[position * batch_size : (position + 1) * batch_size]
+
+
+@torch.no_grad()
+def sgd_update(optimizer: torch.optim.SGD, lrs: list[Tensor]) -> None:
+    """``optimizer.step()`` of plain SGD with momentum and weight decay, written with the
+    learning rates as device tensors ``lrs`` (one per group) so that a CUDA graph can
+    capture it while the schedule changes them. Uses (and needs) the optimizer's momentum
+    buffers, so steps of either kind interleave."""
+    for group, lr in zip(optimizer.param_groups, lrs, strict=True):
+        params = [p for p in group["params"] if p.grad is not None]
+        grads = [p.grad for p in params]
+        if group["weight_decay"]:
+            grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+        if group["momentum"]:
+            buffers = [optimizer.state[p]["momentum_buffer"] for p in params]
+            torch._foreach_mul_(buffers, group["momentum"])
+            torch._foreach_add_(buffers, grads)
+            grads = buffers
+        torch._foreach_sub_(params, torch._foreach_mul(grads, lr))
+
+
+class TrainingStep:
+    """One run's optimisation step: the step's batch, its augmentation, forward, backward and
+    update, for any step number in any order (each step's batch and augmentation are seeded
+    by the step, so a resumed run repeats an uninterrupted one).
+
+    On CUDA, the run config's ``train`` section picks how a step runs: ``precision`` bf16
+    (autocast), ``channels_last`` and ``cudnn_benchmark``, and ``cuda_graph``: after
+    ``GRAPH_WARMUP`` eager steps, every full batch's step (rendering, forward, backward,
+    update) is one captured CUDA graph replayed on fresh inputs; only the indices and the
+    seeded random draws are written before each replay. On the CPU they change nothing.
+    """
+
+    GRAPH_WARMUP = 3
+
+    def __init__(
+        self,
+        model: STNetwork,
+        optimizer: torch.optim.SGD,
+        images: Tensor,
+        labels: Tensor,
+        task: TaskSpec,
+        train: dict[str, Any],
+        seed: int,
+        total: int,
+    ) -> None:
+        self.model, self.optimizer, self.images, self.labels = model, optimizer, images, labels
+        self.task, self.train, self.seed, self.total = task, train, seed, total
+        self.device = images.device
+        cuda = self.device.type == "cuda"
+        self.bf16 = cuda and train["precision"] == "bf16"
+        self.channels_last = cuda and train["channels_last"]
+        self.use_graph = cuda and train["cuda_graph"]
+        if cuda:
+            torch.backends.cudnn.benchmark = train["cudnn_benchmark"]
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.base_lrs = [group["lr"] for group in optimizer.param_groups]
+        self.generator = torch.Generator(self.device)
+        self._epoch, self._order = -1, torch.empty(0)
+        self._eager_steps = 0
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._static: dict[str, Any] = {}
+
+    @property
+    def captured(self) -> bool:
+        """Whether full-batch steps now replay a captured CUDA graph."""
+        return self._graph is not None
+
+    def indices(self, step: int) -> Tensor:
+        """The batch of ``step`` (:func:`batch_indices`), from the epoch's order kept on the device."""
+        batch = self.train["batch_size"]
+        epoch, position = divmod(step, math.ceil(len(self.images) / batch))
+        if epoch != self._epoch:
+            self._epoch, self._order = epoch, epoch_order(epoch, len(self.images), self.seed).to(self.device)
+        return self._order[position * batch : (position + 1) * batch]
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        # no weight cache: a cached cast would be captured once and go stale in a CUDA graph
+        if self.bf16:
+            return torch.autocast("cuda", torch.bfloat16, cache_enabled=False)
+        return contextlib.nullcontext()
+
+    def loss(self, index: Tensor, draws: dict[str, Tensor]) -> Tensor:
+        """The batch's loss, from its indices and augmentation draws."""
+        inputs, params = render_augmentation(self.images[index], draws, self.task)
+        if self.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        pose = undo_matrix(params, self.task) if self.model.needs_pose else None
+        with self._autocast():
+            logits = self.model(inputs, pose)
+        return classification_loss(logits.float(), self.labels[index])
+
+    def __call__(self, step: int) -> Tensor:
+        """Take optimisation step ``step``; returns its loss (a device tensor, not synchronised)."""
+        factor = lr_factor(step, self.total, self.train)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base * factor
+        index = self.indices(step)
+        self.generator.manual_seed(_step_seed(self.seed, step))
+        draws = draw_augmentation(len(index), self.task, self.generator, self.device)
+        if self.use_graph and len(index) == self.train["batch_size"]:
+            if self._graph is None and self._eager_steps >= self.GRAPH_WARMUP:
+                try:
+                    self._capture(index, draws)
+                except RuntimeError as error:  # the run goes on, eagerly, to the same result
+                    print(f"warning: CUDA graph capture failed, training eagerly: {error}", file=sys.stderr)
+                    self.use_graph = False
+                    self.optimizer.zero_grad(set_to_none=True)
+            if self._graph is not None:
+                return self._replay(index, draws)
+        self._eager_steps += 1
+        loss = self.loss(index, draws)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.train["grad_clip"]:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train["grad_clip"])
+        self.optimizer.step()
+        return loss.detach()
+
+    def _capture(self, index: Tensor, draws: dict[str, Tensor]) -> None:
+        static = {"index": index.clone(), "draws": {k: v.clone() for k, v in draws.items()}}
+        static["lrs"] = [torch.tensor(g["lr"], device=self.device) for g in self.optimizer.param_groups]
+        # one pass on the capture stream first, so its lazily created state (library handles,
+        # workspaces) exists before capture; its gradients are discarded
+        stream = torch.cuda.Stream(self.device)
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream):
+            self.loss(static["index"], static["draws"]).backward()
+            self.optimizer.zero_grad(set_to_none=True)
+        torch.cuda.current_stream(self.device).wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=stream):
+            loss = self.loss(static["index"], static["draws"])
+            loss.backward()
+            if self.train["grad_clip"]:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train["grad_clip"])
+            sgd_update(self.optimizer, static["lrs"])
+        static["loss"] = loss.detach()
+        self._graph, self._static = graph, static
+
+    def _replay(self, index: Tensor, draws: dict[str, Tensor]) -> Tensor:
+        static = self._static
+        static["index"].copy_(index)
+        for key, value in draws.items():
+            static["draws"][key].copy_(value)
+        for lr, group in zip(static["lrs"], self.optimizer.param_groups, strict=True):
+            lr.fill_(group["lr"])
+        self._graph.replay()
+        return static["loss"]
 
 
 def state_path(checkpoint: Path) -> Path:
@@ -85,8 +240,12 @@ def train(
     checkpoint: Path | str,
     *,
     progress: bool = True,
+    runs_per_gpu: int = 1,
 ) -> dict[str, Any]:
     """Train the run described by ``config`` and write its final checkpoint.
+
+    ``runs_per_gpu``: on a machine with several GPUs and no scheduler, how many runs share
+    each one (:func:`stn.devices.resolve_device`).
 
     Progress is saved every ``checkpoint_every`` steps to ``<checkpoint>.state``; a
     rerun with the same config resumes from there and ends with the same weights as
@@ -94,7 +253,7 @@ def train(
     """
     config = resolve_run_config(config)
     checkpoint = Path(checkpoint)
-    device = resolve_device(config["device"])
+    device = resolve_device(config["device"], runs_per_gpu=runs_per_gpu)
     seed, train_cfg, task = config["seed"], config["train"], task_spec(config)
 
     data = config["data"]
@@ -105,7 +264,7 @@ def train(
     torch.manual_seed(seed)
     model = network_from_config(config).to(device)
     optimizer = make_optimizer(model, train_cfg)
-    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    step_once = TrainingStep(model, optimizer, images, labels, task, train_cfg, seed, steps)
     start, elapsed = 0, 0.0
     resume = state_path(checkpoint)
     state = None
@@ -150,18 +309,7 @@ def train(
     )
     loss = torch.zeros(())
     for step in bar:
-        for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
-            group["lr"] = base * lr_factor(step, steps, train_cfg)
-        index = batch_indices(step, len(images), train_cfg["batch_size"], seed).to(device)
-        generator = torch.Generator(device).manual_seed(_step_seed(seed, step))
-        inputs, params = augment(images[index], task, generator)
-        pose = undo_matrix(params, task) if model.needs_pose else None
-        loss = classification_loss(model(inputs, pose), labels[index])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if train_cfg["grad_clip"]:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg["grad_clip"])
-        optimizer.step()
+        loss = step_once(step)
         if (step + 1) % train_cfg["checkpoint_every"] == 0 and step + 1 < steps:
             save_state(step + 1, elapsed + time.perf_counter() - began)
             bar.set_postfix(loss=f"{loss.item():.3f}")

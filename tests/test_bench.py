@@ -1,47 +1,88 @@
-"""Quick checks of the throughput benchmark (stn.bench)."""
+"""The throughput benchmark of an experiment config (``python -m stn bench``)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
-import torch
+import yaml
 
-from stn.bench import PerSampleDataset, main, run_benchmark
-from stn.data.augment import PAPER_TASKS
-from stn.data.mnist import Digits, load_digits
-
-
-@pytest.fixture(scope="module")
-def digits() -> Digits:
-    return load_digits("embedded")
+from stn.bench import format_report, main, project, run_benchmark
+from tests.conftest import TINY_BACKBONE
 
 
-def test_run_benchmark_tiny() -> None:
-    results = run_benchmark(
-        tasks=["R"], batch_size=32, seconds=0.3, workers=1, networks=["CNN"], device="cpu"
+def tiny_experiment() -> dict:
+    return {
+        "datasets": {"mnist": {"source": "embedded"}},
+        "tasks": {"R": {"dataset": "mnist", "canvas": 28, "rotation": 90}},
+        "networks": ["CNN", "STN-C1"],
+        "seeds": [0, 1, 2],
+        "backbones": {"mnist": {"name": "mnist", "args": TINY_BACKBONE}},
+        "train": {"batch_size": 16, "epochs": None, "iterations": 500},
+        "report": {"tables": {"oracle": {"tasks": ["R"], "networks": ["CNN", "STN-C1-oracle"]}}},
+    }
+
+
+def test_benchmark_times_every_run_of_the_config_and_projects_its_hours():
+    messages = []
+    report = run_benchmark(
+        tiny_experiment(), "cpu", ["today", "fp32", "bf16"], seconds=0.2, pack=2, log=messages.append
     )
-    aug = results["augmentation"]["R"]
-    assert aug["ours"] > 0 and aug["per_sample"] > 0
-    assert aug["ratio"] == pytest.approx(aug["ours"] / aug["per_sample"])
-    step = results["steps"]["R"]["CNN"]
-    assert step["steps_per_s"] > 0
-    assert step["images_per_s"] == pytest.approx(32 * step["steps_per_s"])
+    assert "bf16" not in report["levers"] and any("CUDA-only" in m for m in messages)
+    assert [(e["task"], e["network"]) for e in report["runs"]] == [
+        ("R", "CNN"),
+        ("R", "STN-C1"),
+        ("R", "STN-C1-oracle"),  # the tables' networks are part of the grid
+    ]
+    for entry in report["runs"]:
+        assert entry["steps"] == 500 and entry["seeds"] == 3 and entry["flops"] > 0
+        assert all(rate > 0 for rate in entry["steps_per_s"].values())
+    expected = sum(e["steps"] * e["seeds"] / e["steps_per_s"]["fp32"] for e in report["runs"]) / 3600
+    hours = report["projection"]["hours"]["fp32"]
+    assert hours["sequential"] == pytest.approx(expected) and hours["complete"]
+    packing = report["packing"]["R"]
+    assert packing["networks"] == ["CNN", "STN-C1"] and packing["speedup"] > 0
+    assert hours["packed"] == pytest.approx(expected / max(packing["speedup"], 1.0))
+    assert report["augmentation"]["R"]["ms_per_batch"] > 0
+    text = format_report(report)
+    assert "projected device-hours" in text and "STN-C1-oracle" in text and "floor" in text
 
 
-@pytest.mark.parametrize("name", sorted(PAPER_TASKS))
-def test_per_sample_dataset_images(name: str, digits: Digits) -> None:
-    task = PAPER_TASKS[name]
-    dataset = PerSampleDataset(digits.train_images.numpy(), digits.train_labels.numpy(), task)
-    assert len(dataset) == len(digits.train_images)
-    for index in range(4):
-        image, label = dataset[index]
-        assert image.shape == (1, task.canvas, task.canvas)
-        assert image.dtype == torch.float32
-        assert image.min() >= 0.0 and image.max() <= 1.0 and image.max() > 0
-        assert label == int(digits.train_labels[index])
+def test_projection_sums_steps_over_rates_and_skips_failed_levers():
+    report = {
+        "levers": {"fp32": {}, "graph": {}},
+        "peak_tflops": 1.0,
+        "packing": {"R": {"speedup": 2.0}},
+        "runs": [
+            {
+                "task": "R",
+                "steps": 3600,
+                "seeds": 2,
+                "flops": 10**12,
+                "steps_per_s": {"fp32": 2.0, "graph": None},
+            },
+            {"task": "T", "steps": 7200, "seeds": 1, "flops": 0, "steps_per_s": {"fp32": 1.0, "graph": 4.0}},
+        ],
+    }
+    projection = project(report)
+    assert projection["hours"]["fp32"] == {"sequential": 3.0, "packed": 2.5, "complete": True}
+    assert projection["hours"]["graph"]["complete"] is False
+    assert projection["floor_hours"] == pytest.approx(2.0)
 
 
-def test_main_prints_table(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["--tasks", "T", "--batch-size", "16", "--seconds", "0.1", "--workers", "0"]
-    assert main([*argv, "--device", "cpu", "--skip-steps"]) == 0
-    out = capsys.readouterr().out
-    assert "per-sample img/s" in out and "\nT " in out and "steps/s" not in out
+def test_command_line_writes_the_json_report(tmp_path, capsys):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_experiment()))
+    out = tmp_path / "bench.json"
+    argv = ["--config", str(config), "--device", "cpu", "--levers", "fp32", "--seconds", "0.1"]
+    assert main([*argv, "--networks", "CNN", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert [e["network"] for e in report["runs"]] == ["CNN"] and report["config"] == str(config)
+    assert "written: " + str(out) in capsys.readouterr().out
+
+
+def test_command_line_rejects_a_bad_config_before_measuring(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump({**tiny_experiment(), "networks": ["STN-Q9"]}))
+    with pytest.raises(SystemExit):
+        main(["--config", str(config), "--device", "cpu"])

@@ -55,3 +55,10 @@ def test_device_names():
         assert resolve_device("auto") == torch.device("cpu")
         with pytest.raises(RuntimeError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_slots_share_each_device_evenly(tmp_path):
+    claimed = [claim_device(2, tmp_path, timeout=0, slots=3) for _ in range(6)]
+    assert claimed == [0, 1, 0, 1, 0, 1]  # every device's first slot, then the second ...
+    with pytest.raises(TimeoutError):
+        claim_device(2, tmp_path, timeout=0.1, poll=0.05, slots=3)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from stn.geometry import affine_matrix, invert, sample
+from stn.geometry import affine_matrix, inverse_2x2, invert, sample
 
 
 @dataclass(frozen=True)
@@ -97,8 +97,13 @@ def render_sprites(
     """
     b, k, h, w = sprites.shape
     device, dtype = sprites.device, sprites.dtype
+    like = {"device": device, "dtype": dtype}
     # where each centre lands on the output canvas, and the window's corner there
-    landed = torch.linalg.solve(inverse[:, None], centres.unsqueeze(-1)).squeeze(-1)
+    # (closed-form inverses: a solver would synchronise the device, which CUDA graphs forbid)
+    if axis_aligned:
+        landed = centres / torch.diagonal(inverse, dim1=-2, dim2=-1)[:, None]
+    else:
+        landed = (inverse_2x2(inverse)[:, None] @ centres.unsqueeze(-1)).squeeze(-1)
     corner = (landed + (size - window) / 2).round().clamp(0, size - window)
     # output offsets (from the canvas centre) of the window's pixel centres, per axis
     steps = torch.arange(window, device=device, dtype=dtype) + 0.5 - size / 2
@@ -113,7 +118,7 @@ def render_sprites(
         cols = _interpolation_weights(source_x, w)  # (B, K, W, w)
         drawn = rows @ sprites @ cols.transpose(-1, -2)
     else:
-        half = torch.tensor([w / 2, h / 2], device=device, dtype=dtype)[:, None, None]
+        half = torch.cat([torch.full((1, 1, 1), w / 2, **like), torch.full((1, 1, 1), h / 2, **like)])
         source = m[:, :, :, 0] * out_x.unsqueeze(2) + m[:, :, :, 1] * out_y.unsqueeze(2)
         grid = (source - centres[..., None, None]) / half  # (B, K, 2, W, W), normalised
         grid = grid.permute(0, 1, 3, 4, 2).reshape(b * k, window, window, 2)
@@ -121,32 +126,48 @@ def render_sprites(
     return drawn, corner.long()
 
 
-def _uniform(shape: tuple[int, ...], low: float | Tensor, high: float | Tensor, gen, device) -> Tensor:
-    return low + (high - low) * torch.rand(shape, generator=gen, device=device)
-
-
 def _on_pixel_grid(centre: Tensor, sprite: int, canvas: int) -> Tensor:
     """Round a centre so an untransformed sprite's pixels fall on the canvas's pixels."""
     return (centre - sprite / 2 + canvas / 2).round() + sprite / 2 - canvas / 2
 
 
-def augment(
-    digits: Tensor, task: TaskSpec, generator: torch.Generator | None = None
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """Transform a batch of digits (B, 28, 28), uint8 or float in [0, 1].
+def _between(unit: Tensor, low: float | Tensor, high: float | Tensor) -> Tensor:
+    """Uniform draws in [0, 1) moved to [low, high)."""
+    return low + (high - low) * unit
 
-    Returns images (B, 1, canvas, canvas) in [0, 1] and the drawn parameters
-    (``angle`` degrees, ``scale``, ``shift`` pixels (B, 2) as (dx, dy)). The digit
-    is shifted, then rotated and scaled about the canvas centre.
-    """
-    device, gen = digits.device, generator
+
+def draw_augmentation(
+    batch: int, task: TaskSpec, generator: torch.Generator | None = None, device: torch.device | None = None
+) -> dict[str, Tensor]:
+    """The random numbers :func:`render_augmentation` turns into ``batch`` transformations:
+    every draw of :func:`augment`, in its order, and nothing else. Separate so a captured
+    CUDA graph can render while the draws stay per-step seeded outside it."""
+    gen, t = generator, task.translation
+    draws = {
+        "shift": torch.randint(-t, t + 1, (batch, 2), generator=gen, device=device),
+        "angle": torch.rand((batch,), generator=gen, device=device),
+        "scale": torch.rand((batch,), generator=gen, device=device),
+    }
+    if task.clutter:
+        n = task.clutter
+        crop_range = task.digit_size - task.clutter_size + 1
+        draws["others"] = torch.randint(1, max(batch, 2), (batch, n), generator=gen, device=device)
+        draws["crop"] = torch.randint(0, crop_range, (batch, n, 2), generator=gen, device=device)
+        draws["place"] = torch.rand((batch, n, 2), generator=gen, device=device)
+    return draws
+
+
+def render_augmentation(
+    digits: Tensor, draws: dict[str, Tensor], task: TaskSpec
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The images and parameters of :func:`augment` from its ``draws`` (:func:`draw_augmentation`)."""
+    device = digits.device
     images = digits.float() / 255.0 if digits.dtype == torch.uint8 else digits.float()
     b, size, canvas_size = images.shape[0], images.shape[-1], task.canvas
 
-    t = task.translation
-    shift = torch.randint(-t, t + 1, (b, 2), generator=gen, device=device).float()
-    angle = _uniform((b,), -task.rotation, task.rotation, gen, device)
-    scale = 2.0 ** _uniform((b,), task.log2_scale[0], task.log2_scale[1], gen, device)
+    shift = draws["shift"].float()
+    angle = _between(draws["angle"], -task.rotation, task.rotation)
+    scale = 2.0 ** _between(draws["scale"], task.log2_scale[0], task.log2_scale[1])
     inverse = affine_matrix(angle, 1.0 / scale, device=device)[:, :, :2]
     growth = 2.0 ** task.log2_scale[1] * (math.sqrt(2) if task.rotation else 1.0)
     aligned = task.rotation == 0
@@ -164,19 +185,31 @@ def augment(
     canvas = draw(images[:, None], _on_pixel_grid(shift, size, canvas_size)[:, None], None)
 
     if task.clutter:
-        k, n = task.clutter_size, task.clutter
-        step = torch.randint(1, max(b, 2), (b, n), generator=gen, device=device)
-        others = (torch.arange(b, device=device)[:, None] + step) % b
-        crop = torch.randint(0, size - k + 1, (b, n, 2), generator=gen, device=device)
+        k = task.clutter_size
+        others = (torch.arange(b, device=device)[:, None] + draws["others"]) % b
+        crop = draws["crop"]
         rows = (crop[..., 0, None] + torch.arange(k, device=device)).unsqueeze(-1)
         cols = (crop[..., 1, None] + torch.arange(k, device=device)).unsqueeze(-2)
         patches = images[others[..., None, None], rows, cols]
         # clutter lies uniformly over what stays visible of the untransformed plane
         reach = (canvas_size / (2 * scale) - k / 2).clamp(min=0)[:, None, None]
-        centres = _uniform((b, n, 2), -reach, reach, gen, device)
+        centres = _between(draws["place"], -reach, reach)
         canvas = draw(patches, _on_pixel_grid(centres, k, canvas_size), canvas)
 
     return canvas[:, None].clamp_(0.0, 1.0), {"angle": angle, "scale": scale, "shift": shift}
+
+
+def augment(
+    digits: Tensor, task: TaskSpec, generator: torch.Generator | None = None
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Transform a batch of digits (B, 28, 28), uint8 or float in [0, 1].
+
+    Returns images (B, 1, canvas, canvas) in [0, 1] and the drawn parameters
+    (``angle`` degrees, ``scale``, ``shift`` pixels (B, 2) as (dx, dy)). The digit
+    is shifted, then rotated and scaled about the canvas centre.
+    """
+    draws = draw_augmentation(digits.shape[0], task, generator, digits.device)
+    return render_augmentation(digits, draws, task)
 
 
 def undo_matrix(params: dict[str, Tensor], task: TaskSpec) -> Tensor:

@@ -1,13 +1,13 @@
 """Helpers shared by the rules: config validation and the runs it describes."""
 
-import copy
 import os
 from functools import cache
 from pathlib import Path
 
 from snakemake.utils import validate
 
-from stn.config import ConfigError, resolve_run_config
+from stn import experiment
+from stn.config import ConfigError
 from stn.data.mnist_files import MNIST_FILES, present_mnist_files
 from stn.evaluation import test_set_key
 from stn.variants import InvalidNetworkName, parse_network_name
@@ -37,75 +37,36 @@ wildcard_constraints:
     table="|".join(config["report"]["tables"]),
 
 
-def deep_merge(base, extra):
-    """``base`` with ``extra`` merged in, recursively for mappings."""
-    merged = copy.deepcopy(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
 def data_root(dataset):
-    return config["datasets"][dataset].get("root", f"resources/data/{dataset}")
+    return experiment.data_root(config, dataset)
 
 
 def task_dataset(task):
-    dataset = config["tasks"][task]["dataset"]
-    if dataset not in config["datasets"]:
-        raise ConfigError(f"config: tasks.{task}.dataset: unknown data set {dataset!r}")
-    return dataset
+    return experiment.task_dataset(config, task)
 
 
 @cache
 def run_config(task, network, seed):
     """The resolved run config (stn/schemas/run.schema.yaml) of one run."""
-    dataset = task_dataset(task)
-    backbone = config["backbones"].get(dataset, {"name": dataset, "args": {}})
-    task_section = {
-        k: v for k, v in config["tasks"][task].items() if k not in ("dataset", "train")
-    }
-    run = {
-        "seed": int(seed),
-        "device": config["device"],
-        "data": {
-            "dataset": dataset,
-            "root": data_root(dataset),
-            **config["datasets"][dataset],
-        },
-        "task": {"name": task, **task_section},
-        "model": {
-            "network": network,
-            "backbone": backbone["name"],
-            "backbone_args": backbone.get("args", {}),
-        },
-        "train": deep_merge(config["train"], config["tasks"][task].get("train", {})),
-    }
-    run = deep_merge(run, config["overrides"].get(network, {}))
-    return resolve_run_config(
-        run, where=f"config (task {task}, network {network}, seed {seed})"
-    )
+    return experiment.run_config(config, task, network, seed)
 
 
 def table_networks(table):
     """The rows of a table: its own `networks`, else the config's."""
-    return config["report"]["tables"][table].get("networks", config["networks"])
+    return experiment.table_networks(config, table)
 
 
 def runs():
     """Every (task, network) the tables need, in order, without repeats."""
-    pairs = [
-        (task, network) for task in config["tasks"] for network in config["networks"]
-    ]
-    for table, spec in config["report"]["tables"].items():
-        pairs += [
-            (task, network)
-            for task in spec["tasks"]
-            for network in table_networks(table)
-        ]
-    return list(dict.fromkeys(pairs))
+    return experiment.runs(config)
+
+
+def gpu_share():
+    """A training job's share of a GPU in percent (the `gpu_percent` resource that
+    profiles/gpu caps at 100 per GPU): `runs_per_gpu` jobs fill one."""
+    if not config["resources"]["train_gpus"]:
+        return 0
+    return 100 // config["resources"]["runs_per_gpu"]
 
 
 def trained(task, networks):

@@ -14,6 +14,7 @@ rule train:
     threads: config["resources"]["train_threads"]
     resources:
         gpu=config["resources"]["train_gpus"],
+        gpu_percent=gpu_share(),
         mem_mb=config["resources"]["train_mem_mb"],
         runtime=config["resources"]["train_runtime"],
     params:

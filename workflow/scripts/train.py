@@ -9,5 +9,9 @@ from stn.training import train
 
 with output_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
-    stats = train(snakemake.params.run, snakemake.output.model)
+    stats = train(
+        snakemake.params.run,
+        snakemake.output.model,
+        runs_per_gpu=snakemake.config["resources"]["runs_per_gpu"],
+    )
     print(json.dumps(stats, indent=2))

@@ -1,0 +1,137 @@
+"""The training step: host-free batches, the graph-capturable update, and the CUDA levers
+(bf16, channels_last, CUDA graphs: checked on a GPU, no-ops on the CPU)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stn.config import resolve_run_config, task_spec
+from stn.data.augment import PAPER_TASKS, augment, draw_augmentation, render_augmentation
+from stn.io import load_torch
+from stn.training import (
+    TrainingStep,
+    batch_indices,
+    load_checkpoint,
+    make_optimizer,
+    network_from_config,
+    sgd_update,
+    train,
+)
+from tests.conftest import tiny_config
+
+CUDA_SWITCHES = {"precision": "bf16", "channels_last": True, "cudnn_benchmark": True, "cuda_graph": True}
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def test_epoch_order_on_the_device_gives_the_batches_of_batch_indices(digits):
+    config = resolve_run_config(tiny_config(train={"batch_size": 48, "iterations": 300}))
+    model = network_from_config(config)
+    images, labels = digits.train_images, digits.train_labels
+    step = TrainingStep(
+        model,
+        make_optimizer(model, config["train"]),
+        images,
+        labels,
+        task_spec(config),
+        config["train"],
+        3,
+        300,
+    )
+    per_epoch = -(-len(images) // 48)
+    for number in [0, 1, per_epoch - 1, per_epoch, 2 * per_epoch + 5]:
+        assert torch.equal(step.indices(number), batch_indices(number, len(images), 48, 3))
+
+
+@pytest.mark.parametrize("task", sorted(PAPER_TASKS))
+def test_rendering_the_draws_is_augment(task, digits):
+    spec = PAPER_TASKS[task]
+    expected = augment(digits.train_images[:20], spec, torch.Generator().manual_seed(5))
+    draws = draw_augmentation(20, spec, torch.Generator().manual_seed(5))
+    images, params = render_augmentation(digits.train_images[:20], draws, spec)
+    assert torch.equal(images, expected[0])
+    assert all(torch.equal(params[key], expected[1][key]) for key in params)
+
+
+@pytest.mark.parametrize("momentum, weight_decay", [(0.0, 0.0), (0.9, 0.0), (0.9, 1e-3)])
+def test_sgd_update_with_tensor_rates_matches_torch_sgd(momentum, weight_decay):
+    def make():
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Linear(4, 3))
+        groups = [
+            {"params": model[0].parameters(), "lr": 0.1},
+            {"params": model[1].parameters(), "lr": 0.03},
+        ]
+        return model, torch.optim.SGD(groups, lr=0.1, momentum=momentum, weight_decay=weight_decay)
+
+    reference, reference_opt = make()
+    ours, ours_opt = make()
+    inputs = torch.randn(4, 8, 5)
+    for number, x in enumerate(inputs):
+        for model, optimizer in [(reference, reference_opt), (ours, ours_opt)]:
+            optimizer.zero_grad()
+            model(x).square().sum().backward()
+        reference_opt.step()
+        if number == 0:  # the first step creates the momentum buffers, as in training
+            ours_opt.step()
+        else:
+            sgd_update(ours_opt, [torch.tensor(g["lr"]) for g in ours_opt.param_groups])
+    for mine, theirs in zip(ours.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-6, atol=1e-7)
+
+
+def test_cuda_switches_change_nothing_on_the_cpu(tmp_path):
+    train(tiny_config(), tmp_path / "plain.pt", progress=False)
+    train(
+        tiny_config(train={**tiny_config()["train"], **CUDA_SWITCHES}),
+        tmp_path / "switched.pt",
+        progress=False,
+    )
+    plain, switched = (
+        load_torch(tmp_path / "plain.pt")["model"],
+        load_torch(tmp_path / "switched.pt")["model"],
+    )
+    assert all(torch.equal(plain[key], switched[key]) for key in plain)
+
+
+def gpu_config(network: str, task: str, **train_switches) -> dict:
+    spec = PAPER_TASKS[task]
+    return tiny_config(
+        device="cuda",
+        task={
+            "name": task,
+            "canvas": spec.canvas,
+            "rotation": spec.rotation,
+            "log2_scale": list(spec.log2_scale),
+            "translation": spec.translation,
+            "clutter": spec.clutter,
+        },
+        model={"network": network, "backbone_args": {"channels": [16, 16]}},
+        train={"batch_size": 64, "epochs": None, "iterations": 40, "checkpoint_every": 100, **train_switches},
+    )
+
+
+@cuda
+@pytest.mark.parametrize(
+    "network, task", [("STN-C1", "R"), ("STN-SL1", "T"), ("STN-C1-oracle", "S"), ("STN-DL1", "R")]
+)
+def test_cuda_graph_and_bf16_train_like_the_eager_fp32_step(tmp_path, network, task):
+    losses = {}
+    for name, switches in {
+        "eager": {},
+        "graph": {"cuda_graph": True},
+        "bf16+graph": {
+            "precision": "bf16",
+            "channels_last": True,
+            "cudnn_benchmark": True,
+            "cuda_graph": True,
+        },
+    }.items():
+        stats = train(gpu_config(network, task, **switches), tmp_path / f"{name}.pt", progress=False)
+        model, content = load_checkpoint(tmp_path / f"{name}.pt", "cpu")  # loads on the CPU
+        assert next(model.parameters()).device.type == "cpu"
+        assert all(torch.isfinite(v).all() for v in content["model"].values())
+        losses[name] = stats["final_loss"]
+    # the same batches and draws: fp32 graph and eager agree to rounding, bf16 to its precision
+    assert losses["graph"] == pytest.approx(losses["eager"], rel=1e-2, abs=1e-3)
+    assert losses["bf16+graph"] == pytest.approx(losses["eager"], rel=0.15, abs=0.05)
