@@ -101,10 +101,17 @@ def test_dry_run_plans_exactly_the_expected_jobs(tmp_path):
 
 def test_default_and_paper_configs_plan_every_run(tmp_path):
     # table 1: 5 networks; the oracle table: 3 more (CNN is shared); 3 tasks; 2 or 3 seeds
-    for name, runs in [("config.yaml", 3 * 8 * 2), ("paper.yaml", 3 * 8 * 3)]:
+    for name, runs in [("config.yaml", 3 * 8 * 2), ("paper.yaml", 3 * 8 * 3), ("gpu-quick.yaml", 1 * 8 * 2)]:
         config = yaml.safe_load((ROOT / "config" / name).read_text())
         jobs = planned_jobs(tmp_path, config)
         assert jobs["train"] == runs and jobs["evaluate"] == runs, name
+
+
+def test_runs_per_gpu_sets_each_training_jobs_share_of_a_gpu(tmp_path):
+    config = yaml.safe_load((ROOT / "config" / "gpu-quick.yaml").read_text())
+    result = snakemake(tmp_path, config, "--dry-run", "--profile", str(ROOT / "profiles" / "gpu"))
+    shares = set(re.findall(r"gpu_percent=(\d+)", result.stdout + result.stderr))
+    assert shares == {"25"}  # four runs share the GPU the profile caps at 100
 
 
 def report_change(**settings) -> dict:
