@@ -7,6 +7,7 @@ paper is built by :func:`build_backbone` from a registered :class:`BackboneSpec`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -102,7 +103,7 @@ class ClassifierHead(nn.Module):
         self.outputs = spec.outputs
         self.body = mlp(in_features, spec.hidden, spec.hidden_dropout, spec.activation)
         width = spec.hidden[-1] if spec.hidden else in_features
-        self.logits = nn.Linear(width, int(torch.tensor(spec.outputs).prod()))
+        self.logits = nn.Linear(width, math.prod(spec.outputs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits(self.body(x)).view(x.shape[0], *self.outputs)

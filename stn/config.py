@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import torch
 import yaml
 
 from stn.data.augment import TaskSpec
@@ -74,7 +75,8 @@ def resolve_run_config(config: dict[str, Any] | Path | str, where: str | None = 
         parse_network_name(resolved["model"]["network"])
         task_spec(resolved)
         model = resolved["model"]
-        build_network(model["network"], model["backbone"], **backbone_args(resolved))
+        with torch.device("meta"):  # shapes and names only: no memory, no initialisation
+            build_network(model["network"], model["backbone"], **backbone_args(resolved))
     except ValueError as error:
         raise ConfigError(f"invalid {where or 'run config'}: {error}") from None
     return resolved
