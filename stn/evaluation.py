@@ -14,7 +14,7 @@ from stn.data.augment import make_test_set, undo_matrix
 from stn.data.mnist import digits_from_config
 from stn.devices import resolve_device
 from stn.invariance import predicted_angles, rotation_undone
-from stn.io import load_torch, save_json, save_torch
+from stn.io import load_torch_verified, save_json, save_torch_verified
 from stn.networks import STNetwork
 from stn.statistics import pose_spread
 from stn.training import load_checkpoint
@@ -27,21 +27,36 @@ def test_set_key(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def prepare_test_set(config: dict[str, Any] | Path | str, out: Path | str) -> Path:
-    """Generate the task's fixed test set once (seeded by ``task.test_seed``) and save it."""
+    """Generate the task's fixed test set once (seeded by ``task.test_seed``) and save it, with
+    its SHA-256 in ``<out>.sha256`` (see :func:`stn.io.save_torch_verified`)."""
     config = resolve_run_config(config)
     data = config["data"]
     digits = digits_from_config(data)
     images, labels, params = make_test_set(
         digits.test_images, digits.test_labels, task_spec(config), config["task"]["test_seed"]
     )
-    save_torch({"images": images, "labels": labels, "params": params, **test_set_key(config)}, out)
+    save_torch_verified({"images": images, "labels": labels, "params": params, **test_set_key(config)}, out)
     return Path(out)
+
+
+def regenerate_hint(path: Path | str) -> str:
+    """How to regenerate the test set at ``path`` of the workflow."""
+    return (
+        f"Regenerate it: `rm {path}`, then run the same command again (e.g. `bash run.sh`); "
+        f"or `bash run.sh --forcerun {path}` (snakemake --cores all --forcerun {path}). "
+        "It is generated from its seed, so the metrics stay the same."
+    )
 
 
 def load_test_set(path: Path | str, config: dict[str, Any]) -> dict[str, Any]:
     """A prepared test set, checked against the run ``config`` it is used with, with ``poses``:
-    the warp of each image that undoes its augmentation (see :func:`undo_matrix`)."""
-    test = load_torch(path)
+    the warp of each image that undoes its augmentation (see :func:`undo_matrix`).
+
+    Raises:
+        stn.io.DamagedFileError: the file is missing, fails its SHA-256 record
+            (``<path>.sha256``) or cannot be loaded; the message says how to regenerate it.
+    """
+    test = load_torch_verified(path, remedy=regenerate_hint(path))
     expected = test_set_key(config)
     if {"data": test["data"], "task": test["task"]} != expected:
         raise ValueError(

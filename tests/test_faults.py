@@ -1,19 +1,39 @@
-"""Fault injection: a damaged resume state costs only the progress it held, never a finished run.
+"""Fault injection: each fault costs at most the work it interrupted or damaged, never a finished
+result, and the final metrics equal those of an uninterrupted run.
 
-(kill -9 mid-training is covered by tests/test_training.py, a damaged checkpoint by
-test_damaged_checkpoint_names_the_file_and_how_to_retrain_it there, a second concurrent run and a
-stale lock by tests/test_run_sh.py, damaged downloads by tests/data/test_download.py.)
+- a damaged resume state (``model.pt.state``): that run is recomputed;
+- a damaged fixed test set: a clear error naming it and how to regenerate it, which gives the same
+  metrics;
+- kill -9 of the whole workflow at three points of training, each followed by ``bash run.sh``.
+
+(A damaged checkpoint: test_damaged_checkpoint_names_the_file_and_how_to_retrain_it in
+tests/test_training.py; a second concurrent run and a stale lock: tests/test_run_sh.py; truncated
+and killed downloads: tests/data/test_download.py.)
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
 
 import stn.training
-from stn.io import digest_path, load_torch
+from stn.evaluation import evaluate, prepare_test_set
+from stn.io import DamagedFileError, digest_path, load_torch, sha256sum
 from stn.training import state_path, train
 from tests.conftest import tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class Interrupted(Exception):
@@ -21,15 +41,15 @@ class Interrupted(Exception):
 
 
 def interrupt_at(monkeypatch, stop: int) -> None:
-    """Make training stop (like a crash) when it reaches step ``stop``."""
-    original = stn.training.batch_indices
+    """Make training stop (like a crash) when it reaches step ``stop`` (each step draws its seed)."""
+    original = stn.training._step_seed
 
-    def batch_indices(step, *args):
+    def step_seed(seed, step):
         if step == stop:
             raise Interrupted(step)
-        return original(step, *args)
+        return original(seed, step)
 
-    monkeypatch.setattr(stn.training, "batch_indices", batch_indices)
+    monkeypatch.setattr(stn.training, "_step_seed", step_seed)
 
 
 def truncate(path, size=1000):
@@ -69,3 +89,192 @@ def test_damaged_resume_state_is_recomputed(tmp_path, monkeypatch, capsys, damag
         assert torch.equal(value, reference[key]), key  # the same weights as an uninterrupted run
     assert not state.exists() and not digest_path(state).exists()
     assert {p.name: p.read_bytes() for p in (finished, digest_path(finished))} == kept
+
+
+def garbage(path):
+    path.write_bytes(os.urandom(path.stat().st_size))
+
+
+@pytest.mark.parametrize("damage", [truncate, garbage, flip_a_weight_byte])
+def test_damaged_test_set_names_the_file_and_regenerating_it_gives_the_same_metrics(tmp_path, damage):
+    config = tiny_config()
+    checkpoint, test_set = tmp_path / "model.pt", tmp_path / "test_sets" / "R.pt"
+    train(config, checkpoint, progress=False)
+    prepare_test_set(config, test_set)
+    assert digest_path(test_set).read_text() == f"{sha256sum(test_set)}  R.pt\n"  # `sha256sum -c` reads it
+    metrics = tmp_path / "metrics.json"
+    expected = evaluate(checkpoint, test_set, metrics, device="cpu")
+    finished = {p: p.read_bytes() for p in (checkpoint, digest_path(checkpoint), metrics)}
+
+    damage(test_set)
+    with pytest.raises(DamagedFileError) as info:
+        evaluate(checkpoint, test_set, metrics, device="cpu")
+    message = str(info.value)
+    assert message.startswith(f"{test_set} is damaged: its SHA-256 is {sha256sum(test_set)}")
+    assert f"`rm {test_set}`" in message and f"--forcerun {test_set}" in message
+    assert {p: p.read_bytes() for p in finished} == finished  # nothing finished was touched
+    if damage is not flip_a_weight_byte:  # without its record (older versions): still by name
+        digest_path(test_set).unlink()
+        with pytest.raises(DamagedFileError, match=f"{re.escape(str(test_set))} cannot be read"):
+            evaluate(checkpoint, test_set, device="cpu")
+
+    test_set.unlink()  # the remedy: regenerated from its seed, the same test set and metrics
+    prepare_test_set(config, test_set)
+    again = evaluate(checkpoint, test_set, device="cpu")
+    assert {k: again[k] for k in DETERMINISTIC} == {k: expected[k] for k in DETERMINISTIC}
+
+
+# kill -9 of the real workflow at three points of training, each time followed by `bash run.sh`.
+
+FAULT_STEPS, FAULT_EVERY = 150, 10
+FAULT_CONFIG = {
+    "datasets": {"mnist": {"source": "embedded"}},
+    "tasks": {"R": {"dataset": "mnist", "canvas": 28, "rotation": 90}},
+    "networks": ["CNN"],
+    "seeds": [0],
+    "device": "cpu",
+    "backbones": {
+        "mnist": {"name": "mnist", "args": {"channels": [4, 6], "loc_channels": 4, "loc_hidden": 6}}
+    },
+    "train": {"batch_size": 32, "epochs": None, "iterations": FAULT_STEPS, "checkpoint_every": FAULT_EVERY},
+    "report": {"tables": {"faults": {"tasks": ["R"]}}},
+    "resources": {"train_gpus": 0, "train_threads": 1},
+}
+RUN = Path("results/runs/R/CNN/seed0")
+TARGET = str(RUN / "metrics.json")  # the run's metrics only: no tables or figures to make
+TEST_SET = Path("resources/test_sets/R.pt")
+# every metric that does not measure time: an uninterrupted run gives the same
+DETERMINISTIC = ("network", "task", "seed", "test_error", "test_size", "rotation_undone", "pose_spread")
+DETERMINISTIC += ("steps", "final_loss", "config")
+
+
+@pytest.fixture
+def workflow_dir(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A directory with run.sh, a virtual environment that is the current one, and the config,
+    and the environment to run it in: Snakemake runs a copy of the workflow and package (so edits
+    to the checkout while this runs change nothing here)."""
+    snakemake = Path(sys.executable).with_name("snakemake")
+    if not snakemake.exists():
+        snakemake = Path(shutil.which("snakemake") or pytest.skip("snakemake is not installed"))
+    repo, directory = tmp_path / "repo", tmp_path / "run"
+    repo.mkdir()
+    for name in ("Snakefile", "environment.yml", "workflow", "stn", "profiles"):
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(ROOT / name, repo / name)
+    directory.mkdir()
+    shutil.copy(ROOT / "run.sh", directory / "run.sh")
+    (directory / ".venv" / "bin").mkdir(parents=True)
+    (directory / ".venv" / "bin" / "snakemake").symlink_to(snakemake)
+    (directory / ".venv" / ".stn-installed").touch()  # no pyproject.toml here: nothing to install
+    (directory / "config.yaml").write_text(yaml.safe_dump(FAULT_CONFIG))
+    env = {k: v for k, v in os.environ.items() if k not in ("STN_VENV", "PYTHON")}
+    env["PYTHONPATH"] = os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])
+    return directory, env
+
+
+def start_run(directory: Path, env: dict[str, str], log: str) -> subprocess.Popen:
+    """``bash run.sh`` of the tiny config in its own process group, output to ``log``."""
+    args = [
+        TARGET,
+        "--snakefile",
+        str(directory.parent / "repo" / "Snakefile"),
+        "--configfile",
+        "config.yaml",
+    ]
+    with open(directory / log, "w") as out:
+        return subprocess.Popen(
+            ["bash", "run.sh", *args], cwd=directory, env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+
+def saved_step(directory: Path) -> int | None:
+    """The step of the resume state on disk (written atomically), None when there is none."""
+    try:
+        return load_torch(state_path(directory / RUN / "model.pt"))["step"]
+    except FileNotFoundError:
+        return None
+
+
+def kill_when_saved(directory: Path, process: subprocess.Popen, step: int, log: str) -> tuple[int, list[int]]:
+    """SIGKILL ``process``'s whole group once training has saved ``step`` or later; returns the
+    step saved then and the earlier steps seen on disk. Fails if the training finishes first."""
+    deadline = time.monotonic() + 240
+    seen = []
+    while (saved := saved_step(directory)) is None or saved < step:
+        if saved is not None:
+            seen.append(saved)
+        assert process.poll() is None, f"the run ended before step {step}:\n{(directory / log).read_text()}"
+        assert time.monotonic() < deadline, f"no state of step {step} saved in time"
+        time.sleep(0.005)
+    os.killpg(process.pid, signal.SIGKILL)  # the whole run at once: power loss, OOM killer
+    process.wait()
+    while True:  # every process of the group is gone (none trains on unseen)
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "processes of the killed run survive"
+        time.sleep(0.01)
+    assert not (directory / RUN / "model.pt").exists(), "killed after training, not during it"
+    return saved_step(directory), seen
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    shutil.which("flock") is None, reason="run.sh recovers stale locks with flock (util-linux)"
+)
+def test_kill_9_at_three_points_of_training_then_run_sh_again(workflow_dir) -> None:
+    directory, env = workflow_dir
+    # kill after the first saved state, mid-way and near the end; rerun `bash run.sh` each time
+    kills = []
+    test_set = directory / TEST_SET
+    finished = {}  # outputs already complete when a run is killed: never redone or changed
+    for attempt, step in enumerate((FAULT_EVERY, FAULT_STEPS // 2, FAULT_STEPS - 2 * FAULT_EVERY)):
+        log = f"run{attempt}.log"
+        process = start_run(directory, env, log)
+        saved, seen = kill_when_saved(directory, process, step, log)
+        text = (directory / log).read_text()
+        if attempt:  # run.sh itself removed the lock the killed Snakemake left
+            assert "removed a stale Snakemake lock left by an interrupted run" in text, text
+            assert min(seen, default=kills[-1]) >= kills[-1], (seen, kills)  # resumed, not afresh
+        assert list((directory / ".snakemake" / "locks").iterdir()), "a killed Snakemake leaves its lock"
+        kills.append(saved)
+        for path, (content, mtime) in finished.items():
+            assert (path.read_bytes(), path.stat().st_mtime_ns) == (content, mtime), path
+        # finished: Snakemake recorded it (one killed between writing and recording redoes it)
+        if re.search(r"Finished jobid: \d+ \(Rule: test_set\)", text) and not finished:
+            finished = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (test_set, digest_path(test_set))}
+    assert kills[0] >= FAULT_EVERY and kills[0] < kills[1] < kills[2] < FAULT_STEPS, kills
+
+    process = start_run(directory, env, "final.log")
+    assert process.wait(timeout=300) == 0, (directory / "final.log").read_text()
+    text = (directory / "final.log").read_text()
+    assert "removed a stale Snakemake lock left by an interrupted run" in text
+    assert "localrule train:" in text and ("localrule test_set:" in text) == (not finished)
+    assert (directory / "results" / "report.html").exists()
+    for path, (content, mtime) in finished.items():
+        assert (path.read_bytes(), path.stat().st_mtime_ns) == (content, mtime), path
+    state = state_path(directory / RUN / "model.pt")
+    assert not state.exists() and not digest_path(state).exists()  # the resume state is cleaned up
+    for path in (directory / RUN / "model.pt", directory / TEST_SET):  # whole, as recorded
+        assert digest_path(path).read_text().split()[0] == sha256sum(path), path
+    metrics = json.loads((directory / TARGET).read_text())
+    assert metrics["steps"] == FAULT_STEPS
+
+    # an uninterrupted run of the same run config, here in one process, gives the same
+    reference = directory / "reference"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(FAULT_CONFIG["resources"]["train_threads"])  # as the train job
+    try:
+        train(metrics["config"], reference / "model.pt", progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    prepare_test_set(metrics["config"], reference / "test.pt")
+    expected = evaluate(reference / "model.pt", reference / "test.pt", device="cpu")
+    assert {k: metrics[k] for k in DETERMINISTIC} == {k: expected[k] for k in DETERMINISTIC}
+    trained = load_torch(directory / RUN / "model.pt")["model"]
+    for key, value in load_torch(reference / "model.pt")["model"].items():
+        assert torch.equal(value, trained[key]), key

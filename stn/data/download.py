@@ -6,7 +6,10 @@ verified by the MD5 of its decompressed content (``RemoteFile.content_md5``), so
 re-compressed, or not compressed at all (the name without ``.gz``), is accepted too.
 
 Downloads are streamed into a temporary ``.part`` file in the target directory, verified, and
-atomically renamed, so a partial or corrupt file never appears under the final name.
+atomically renamed, so a partial or corrupt file never appears under the final name. A transfer
+that breaks off (fewer bytes than announced, a reset connection, a timeout) is tried again from
+the start, up to ``attempts`` times per mirror; a ``.part`` file left by a killed process is
+never read, only its finished, verified copy.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import gzip
 import hashlib
 import http.client
 import os
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -50,6 +54,14 @@ class RemoteFile:
 
 class DownloadError(RuntimeError):
     """A file could not be obtained with the expected checksum."""
+
+
+class TruncatedDownload(DownloadError):
+    """The server sent fewer bytes than it announced."""
+
+
+# failures of one transfer that another try of the same mirror may not have
+_TRANSIENT = (TruncatedDownload, http.client.IncompleteRead, ConnectionError, TimeoutError)
 
 
 def md5sum(path: Path) -> str:
@@ -136,10 +148,14 @@ def _download(url: str, file: RemoteFile, dest: Path, *, progress: bool, timeout
                 desc=file.name,
                 disable=not progress,
             ) as bar:
+                received = 0
                 while chunk := response.read(_CHUNK):
                     out.write(chunk)
                     digest.update(chunk)
                     bar.update(len(chunk))
+                    received += len(chunk)
+        if length and length.isdigit() and received < int(length):
+            raise TruncatedDownload(f"the transfer broke off after {received} of {length} bytes")
         actual = digest.hexdigest()
         if actual != file.md5 and verify(tmp, file, compressed=True) is not None:
             content = ""
@@ -161,6 +177,8 @@ def _reason(err: BaseException) -> str:
         return f"URL error: {err.reason}"
     if isinstance(err, DownloadError):
         return str(err)
+    if isinstance(err, http.client.IncompleteRead):
+        return f"the transfer broke off after {len(err.partial)} bytes"
     return f"{type(err).__name__}: {err}"
 
 
@@ -172,9 +190,11 @@ def fetch(
     progress: bool = True,
     timeout: float = 60,
     also_in: Sequence[Path | str] = (),
+    attempts: int = 3,
 ) -> Path:
     """Return a verified copy of ``file``, downloading it to ``root / file.name`` from the first
-    good mirror when none is present.
+    good mirror when none is present; a mirror whose transfer breaks off is tried ``attempts``
+    times.
 
     Present copies are looked for in ``root``, then in each of ``also_in``: the archive
     ``file.name``, then the uncompressed :attr:`RemoteFile.raw_name`. The first one present is
@@ -204,12 +224,21 @@ def fetch(
     failures = []
     for mirror in mirrors:
         url = _url(mirror, file.name)
-        try:
-            _download(url, file, dest, progress=progress, timeout=timeout)
-        except (OSError, ValueError, http.client.HTTPException, DownloadError) as err:
-            failures.append(f"  {url}: {_reason(err)}")
-        else:
-            return dest
+        for attempt in range(1, attempts + 1):
+            try:
+                _download(url, file, dest, progress=progress, timeout=timeout)
+            except _TRANSIENT as err:
+                if attempt < attempts:
+                    print(
+                        f"{url}: {_reason(err)}; trying again ({attempt + 1} of {attempts})", file=sys.stderr
+                    )
+                    continue
+                failures.append(f"  {url}: {_reason(err)} ({attempts} tries)")
+            except (OSError, ValueError, http.client.HTTPException, DownloadError) as err:
+                failures.append(f"  {url}: {_reason(err)}")
+            else:
+                return dest
+            break
     raise DownloadError(
         f"Could not download {file.name} (MD5 {file.md5}) from any mirror:\n"
         + "\n".join(failures)
@@ -225,6 +254,10 @@ def fetch_all(
     progress: bool = True,
     timeout: float = 60,
     also_in: Sequence[Path | str] = (),
+    attempts: int = 3,
 ) -> list[Path]:
     """Fetch each of ``files`` into ``root`` (see :func:`fetch`); return the paths in order."""
-    return [fetch(f, root, mirrors, progress=progress, timeout=timeout, also_in=also_in) for f in files]
+    return [
+        fetch(f, root, mirrors, progress=progress, timeout=timeout, also_in=also_in, attempts=attempts)
+        for f in files
+    ]

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import re
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stn.data import download
 from stn.data.download import DownloadError, RemoteFile, fetch, fetch_all, md5sum
 from stn.data.mnist_files import MNIST_FILES, load_official_mnist, present_mnist_files, read_idx
 
@@ -67,22 +72,26 @@ def fake() -> FakeMnist:
 
 @dataclass
 class Server:
-    """Local mirror server: ``/good/`` serves the files, ``/corrupt/`` flips a byte, else 404."""
+    """Local mirror server: ``/good/`` serves the files, ``/corrupt/`` flips a byte, ``/truncate/``
+    announces the whole file but sends half, ``/flaky/`` does so on a file's first request only,
+    ``/stall/`` sends half and then waits until ``release`` is set; else 404."""
 
     base: str
     requests: list[str] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)
 
 
 @pytest.fixture
 def server(fake: FakeMnist) -> Iterator[Server]:
     requests: list[str] = []
+    release = threading.Event()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             requests.append(self.path)
             mode, _, name = self.path.strip("/").partition("/")
             blob = fake.blobs.get(name)
-            if blob is None or mode not in ("good", "corrupt"):
+            if blob is None or mode not in ("good", "corrupt", "truncate", "flaky", "stall"):
                 self.send_error(404)
                 return
             if mode == "corrupt":
@@ -90,6 +99,16 @@ def server(fake: FakeMnist) -> Iterator[Server]:
             self.send_response(200)
             self.send_header("Content-Length", str(len(blob)))
             self.end_headers()
+            if mode == "truncate" or (mode == "flaky" and requests.count(self.path) == 1):
+                self.wfile.write(blob[: len(blob) // 2])  # then the connection closes
+                self.close_connection = True
+                return
+            if mode == "stall":
+                self.wfile.write(blob[: len(blob) // 2])
+                self.wfile.flush()
+                release.wait(60)
+                self.close_connection = True
+                return
             self.wfile.write(blob)
 
         def log_message(self, *args: object) -> None:
@@ -99,8 +118,9 @@ def server(fake: FakeMnist) -> Iterator[Server]:
     thread = threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
-        yield Server(f"http://127.0.0.1:{httpd.server_address[1]}", requests)
+        yield Server(f"http://127.0.0.1:{httpd.server_address[1]}", requests, release)
     finally:
+        release.set()
         httpd.shutdown()
         httpd.server_close()
         thread.join()
@@ -337,3 +357,81 @@ def test_mirror_with_recompressed_file_is_accepted(tmp_path: Path, fake: FakeMni
     with pytest.raises(DownloadError, match=f"content MD5 {by_content[key].content_md5}"):
         fetch(wrong, tmp_path / "raw2", [(tmp_path / "mirror").as_uri()], progress=False)
     assert list((tmp_path / "raw2").iterdir()) == []
+
+
+# Truncated transfers: tried again, or a clear failure; never a truncated file under the final name.
+
+
+def test_truncated_transfer_is_tried_again(tmp_path: Path, fake: FakeMnist, server: Server, capsys) -> None:
+    file = fake.files["train_images"]
+    path = fetch(file, tmp_path, [server.base + "/flaky/"], progress=False, timeout=5)
+    assert path == tmp_path / file.name and md5sum(path) == file.md5
+    assert server.requests == [f"/flaky/{file.name}"] * 2
+    half = len(fake.blobs[file.name]) // 2
+    assert (
+        f"broke off after {half} of {len(fake.blobs[file.name])} bytes; trying again"
+        in capsys.readouterr().err
+    )
+    assert leftovers(tmp_path) == []
+
+
+def test_always_truncated_fails_clearly_then_a_rerun_succeeds(
+    tmp_path: Path, fake: FakeMnist, server: Server
+) -> None:
+    file = fake.files["test_images"]
+    with pytest.raises(DownloadError) as info:
+        fetch(file, tmp_path, [server.base + "/truncate/"], progress=False, timeout=5, attempts=2)
+    size, url = len(fake.blobs[file.name]), f"{server.base}/truncate/{file.name}"
+    assert f"{url}: the transfer broke off after {size // 2} of {size} bytes (2 tries)" in str(info.value)
+    assert server.requests == [f"/truncate/{file.name}"] * 2
+    assert list(tmp_path.iterdir()) == []  # no truncated file, under any name
+    path = fetch(file, tmp_path, [server.base + "/good/"], progress=False, timeout=5)  # the rerun
+    assert md5sum(path) == file.md5 and sorted(p.name for p in tmp_path.iterdir()) == [file.name]
+
+
+def test_download_killed_mid_transfer_leaves_no_file_a_rerun_accepts(
+    tmp_path: Path, fake: FakeMnist, server: Server
+) -> None:
+    """kill -9 of a downloading process: only its ``.part`` file stays; the rerun downloads the
+    file again and verifies it."""
+    file = fake.files["train_images"]
+    code = (  # stn.data.download alone, without the package (and torch) that starts slowly
+        "import importlib.util as u, sys; from pathlib import Path; "
+        "spec = u.spec_from_file_location('download', sys.argv[5]); d = u.module_from_spec(spec); "
+        "sys.modules['download'] = d; spec.loader.exec_module(d); "
+        "d.fetch(d.RemoteFile(sys.argv[1], sys.argv[2]), Path(sys.argv[3]), [sys.argv[4]], progress=False)"
+    )
+    source = Path(download.__file__)
+    args = [
+        sys.executable,
+        "-c",
+        code,
+        file.name,
+        file.md5,
+        str(tmp_path),
+        server.base + "/stall/",
+        str(source),
+    ]
+    process = subprocess.Popen(args)
+    try:
+        deadline = time.monotonic() + 60
+        while not (server.requests and list(tmp_path.glob("*.part"))):  # half sent, the rest stalls
+            assert process.poll() is None and time.monotonic() < deadline, "the download did not start"
+            time.sleep(0.01)
+        time.sleep(0.2)
+    finally:
+        process.kill()
+        process.wait()
+    [part] = tmp_path.glob("*.part")
+    blob = fake.blobs[file.name]
+    assert blob.startswith(part.read_bytes()) and part.stat().st_size < len(blob)  # a truncated transfer
+    assert sorted(p.name for p in tmp_path.iterdir()) == [part.name]  # nothing under the final name
+
+    path = fetch(file, tmp_path, [server.base + "/good/"], progress=False, timeout=5)  # the rerun
+    assert path == tmp_path / file.name and md5sum(path) == file.md5
+    np.testing.assert_array_equal(read_idx(path), fake.arrays["train_images"])
+    assert leftovers(tmp_path) == [part.name]  # left alone, never read
+    # a truncated file placed under the final name is refused, not used
+    path.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(DownloadError, match=f"{re.escape(str(path))} exists but has MD5"):
+        fetch(file, tmp_path, [server.base + "/good/"], progress=False, timeout=5)
