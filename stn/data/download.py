@@ -1,15 +1,17 @@
 """Verified downloads of raw data files from a list of mirrors.
 
-A file that is already present with the expected MD5 is used as is, without touching the
-network, so raw files can be placed by hand on offline machines. A gzip file can also be
+A file is verified by its MD5, its SHA-256 and its size in bytes, each where the
+:class:`RemoteFile` gives it. A file that is already present and verifies is used as is, without
+touching the network, so raw files can be placed by hand on offline machines. A gzip file can also be
 verified by the MD5 of its decompressed content (``RemoteFile.content_md5``), so the same data
 re-compressed, or not compressed at all (the name without ``.gz``), is accepted too.
 
 Downloads are streamed into a temporary ``.part`` file in the target directory, verified, and
 atomically renamed, so a partial or corrupt file never appears under the final name. A transfer
-that breaks off (fewer bytes than announced, a reset connection, a timeout) is tried again from
-the start, up to ``attempts`` times per mirror; a ``.part`` file left by a killed process is
-never read, only its finished, verified copy.
+that breaks off (fewer bytes than announced, a reset connection, a timeout) is tried again, up to
+``attempts`` times per mirror: it resumes where it broke off (an HTTP ``Range`` request) where the
+server supports that, else starts again. A ``.part`` file left by a killed process is never read,
+only its finished, verified copy.
 """
 
 from __future__ import annotations
@@ -38,11 +40,21 @@ class RemoteFile:
 
     ``content_md5``, for a gzip file (``name`` ending in ``.gz``): the MD5 of its decompressed
     content, which also verifies a re-compressed copy or the uncompressed file (:attr:`raw_name`).
+
+    ``sha256`` (hex digest) and ``size`` (bytes), where given, must match too; a file may be given
+    by its SHA-256 alone (``md5=None``). A known ``size`` also lets a download stop at once when a
+    mirror announces another length.
     """
 
     name: str
-    md5: str
+    md5: str | None = None
     content_md5: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.md5 and not self.sha256:
+            raise ValueError(f"{self.name}: give an MD5 or a SHA-256 to verify it by")
 
     @property
     def raw_name(self) -> str | None:
@@ -73,6 +85,48 @@ def md5sum(path: Path) -> str:
     return digest.hexdigest()
 
 
+def sha256sum(path: Path) -> str:
+    """Return the SHA-256 hex digest of the file at ``path``, read in chunks."""
+    return _digests(path, sha256=True)[1]
+
+
+def _digests(path: Path, *, md5: bool = True, sha256: bool = False) -> tuple[str | None, str | None]:
+    """The MD5 and SHA-256 of the file at ``path`` (``None`` for one not asked for), in one read."""
+    hashes = [hashlib.md5() if md5 else None, hashlib.sha256() if sha256 else None]
+    active = [h for h in hashes if h is not None]
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            for h in active:
+                h.update(chunk)
+    return tuple(None if h is None else h.hexdigest() for h in hashes)  # type: ignore[return-value]
+
+
+def _whole_file(path: Path, file: RemoteFile) -> tuple[str | None, str | None]:
+    """``(problem, md5)``: ``problem`` is ``None`` when ``path``'s size, MD5 and SHA-256 match
+    those ``file`` gives, else "has ..., expected ..." naming each value both ways."""
+    md5, sha256 = _digests(path, md5=True, sha256=bool(file.sha256))
+    got, want = [], []
+    ok = True
+    if file.size is not None:
+        size = path.stat().st_size
+        ok &= size == file.size
+        got.append(f"{size} bytes")
+        want.append(f"{file.size} bytes")
+    if file.md5:
+        ok &= md5 == file.md5
+        got.append(f"MD5 {md5}")
+        want.append(f"MD5 {file.md5}")
+    if file.sha256:
+        ok &= sha256 == file.sha256
+        got.append(f"SHA-256 {sha256}")
+        want.append(f"SHA-256 {file.sha256}")
+    if ok:
+        return None, md5
+    if file.size is None and not file.sha256:  # MD5 only: the message it always had
+        return f"has MD5 {md5}, expected {file.md5}", md5
+    return f"has {' and '.join(got)}, expected {' and '.join(want)}", md5
+
+
 def content_md5sum(path: Path) -> str:
     """The MD5 of the decompressed content of the gzip file at ``path``.
 
@@ -94,13 +148,14 @@ def verify(path: Path, file: RemoteFile, *, compressed: bool | None = None) -> s
 
     ``path`` is the archive or, where ``compressed`` is false, the uncompressed file (by default
     told by its name)."""
-    actual = md5sum(path)
     if compressed is None:
         compressed = path.name.endswith(".gz") or not file.raw_name
-    if compressed and actual == file.md5:
-        return None
-    if file.content_md5 is None:
-        return f"has MD5 {actual}, expected {file.md5}"
+    if compressed:
+        problem, actual = _whole_file(path, file)
+        if problem is None or file.content_md5 is None:
+            return problem
+    else:
+        actual = md5sum(path)
     if compressed:
         try:
             content = content_md5sum(path)
@@ -129,45 +184,105 @@ def _url(mirror: str, name: str) -> str:
     return f"{mirror.rstrip('/')}/{name}"
 
 
-def _download(url: str, file: RemoteFile, dest: Path, *, progress: bool, timeout: float) -> None:
-    """Stream ``url`` into a temporary file next to ``dest``, verify it, and rename it."""
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f"{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        digest = hashlib.md5()
+class _Part:
+    """The ``.part`` file of one download in progress and the digests of the bytes in it, so that
+    a transfer that breaks off can go on from ``received`` bytes."""
+
+    def __init__(self, dest: Path) -> None:
+        fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f"{dest.name}.", suffix=".part")
+        os.close(fd)
+        self.path = Path(name)
+        self.reset()
+
+    def reset(self) -> None:
+        """Start over: an empty file."""
+        with open(self.path, "wb"):
+            pass
+        self.received = 0
+        self.md5 = hashlib.md5()
+        self.sha256 = hashlib.sha256()
+
+
+def _content_range_start(response) -> tuple[int, int | None] | None:
+    """``(first byte, total length or None)`` of a 206 response's ``Content-Range``."""
+    value = response.headers.get("Content-Range", "")
+    unit, _, rest = value.partition(" ")
+    span, _, total = rest.partition("/")
+    first, _, _ = span.partition("-")
+    if unit != "bytes" or not first.isdigit():
+        return None
+    return int(first), int(total) if total.isdigit() else None
+
+
+def _download(url: str, file: RemoteFile, dest: Path, part: _Part, *, progress: bool, timeout: float) -> None:
+    """Stream ``url`` into ``part`` (resuming after its ``received`` bytes where the server honours
+    a ``Range`` request, else from the start), verify it, and rename it to ``dest``."""
+    request = urllib.request.Request(url)
+    if part.received:
+        request.add_header("Range", f"bytes={part.received}-")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        length = response.headers.get("Content-Length")
+        remaining = int(length) if length and length.isdigit() else None
+        resumed = part.received > 0 and getattr(response, "status", 200) == 206
+        total = None
+        if resumed:
+            got = _content_range_start(response)
+            if got is None or got[0] != part.received:
+                resumed = False
+            else:
+                total = got[1]
+        if not resumed:
+            if part.received:
+                part.reset()
+            total = remaining
+        elif total is None and remaining is not None:
+            total = part.received + remaining
+        if file.size is not None and total is not None and total != file.size:
+            raise DownloadError(f"the server announces {total} bytes, expected {file.size}")
         with (
-            os.fdopen(fd, "wb") as out,
-            urllib.request.urlopen(url, timeout=timeout) as response,
-        ):
-            length = response.headers.get("Content-Length")
-            with tqdm(
-                total=int(length) if length and length.isdigit() else None,
+            open(part.path, "ab") as out,
+            tqdm(
+                total=total,
+                initial=part.received,
                 unit="B",
                 unit_scale=True,
                 unit_divisor=1024,
                 desc=file.name,
                 disable=not progress,
-            ) as bar:
-                received = 0
-                while chunk := response.read(_CHUNK):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    bar.update(len(chunk))
-                    received += len(chunk)
-        if length and length.isdigit() and received < int(length):
-            raise TruncatedDownload(f"the transfer broke off after {received} of {length} bytes")
-        actual = digest.hexdigest()
-        if actual != file.md5 and verify(tmp, file, compressed=True) is not None:
-            content = ""
-            if file.content_md5:
-                try:
-                    content = f" (content MD5 {content_md5sum(tmp)}, expected {file.content_md5})"
-                except ValueError as err:
-                    content = f" ({err})"
-            raise DownloadError(f"MD5 mismatch: expected {file.md5}, got {actual}{content}")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+            ) as bar,
+        ):
+            while chunk := response.read(_CHUNK):
+                out.write(chunk)
+                part.md5.update(chunk)
+                if file.sha256:
+                    part.sha256.update(chunk)
+                part.received += len(chunk)
+                bar.update(len(chunk))
+    expected = total if total is not None else file.size
+    if expected is not None and part.received < expected:
+        raise TruncatedDownload(f"the transfer broke off after {part.received} of {expected} bytes")
+    actual = part.md5.hexdigest()
+    if file.sha256 or file.size is not None:
+        problem = None
+        if file.size is not None and part.received != file.size:
+            problem = f"size mismatch: expected {file.size} bytes, got {part.received}"
+        elif file.sha256 and part.sha256.hexdigest() != file.sha256:
+            problem = f"SHA-256 mismatch: expected {file.sha256}, got {part.sha256.hexdigest()}"
+        elif file.md5 and actual != file.md5:
+            problem = f"MD5 mismatch: expected {file.md5}, got {actual}"
+        if problem is not None:
+            part.reset()
+            raise DownloadError(problem)
+    elif actual != file.md5 and verify(part.path, file, compressed=True) is not None:
+        content = ""
+        if file.content_md5:
+            try:
+                content = f" (content MD5 {content_md5sum(part.path)}, expected {file.content_md5})"
+            except ValueError as err:
+                content = f" ({err})"
+        part.reset()
+        raise DownloadError(f"MD5 mismatch: expected {file.md5}, got {actual}{content}")
+    os.replace(part.path, dest)
 
 
 def _reason(err: BaseException) -> str:
@@ -222,11 +337,42 @@ def fetch(
         )
     root.mkdir(parents=True, exist_ok=True)
     failures = []
+    part = _Part(dest)
+    try:
+        if _from_mirrors(
+            file, dest, part, mirrors, failures, progress=progress, timeout=timeout, attempts=attempts
+        ):
+            return dest
+    finally:
+        part.path.unlink(missing_ok=True)
+    checksum = f"MD5 {file.md5}" if file.md5 else f"SHA-256 {file.sha256}"
+    raise DownloadError(
+        f"Could not download {file.name} ({checksum}) from any mirror:\n"
+        + "\n".join(failures)
+        + f"\nYou can place the file at {dest} by hand."
+    )
+
+
+def _from_mirrors(
+    file: RemoteFile,
+    dest: Path,
+    part: _Part,
+    mirrors: Sequence[str],
+    failures: list[str],
+    *,
+    progress: bool,
+    timeout: float,
+    attempts: int,
+) -> bool:
+    """Try each mirror in turn until one delivers ``file`` to ``dest`` (then ``True``); note each
+    failure in ``failures``."""
     for mirror in mirrors:
         url = _url(mirror, file.name)
+        if part.received:  # never mix the bytes of two mirrors
+            part.reset()
         for attempt in range(1, attempts + 1):
             try:
-                _download(url, file, dest, progress=progress, timeout=timeout)
+                _download(url, file, dest, part, progress=progress, timeout=timeout)
             except _TRANSIENT as err:
                 if attempt < attempts:
                     print(
@@ -237,13 +383,9 @@ def fetch(
             except (OSError, ValueError, http.client.HTTPException, DownloadError) as err:
                 failures.append(f"  {url}: {_reason(err)}")
             else:
-                return dest
+                return True
             break
-    raise DownloadError(
-        f"Could not download {file.name} (MD5 {file.md5}) from any mirror:\n"
-        + "\n".join(failures)
-        + f"\nYou can place the file at {dest} by hand."
-    )
+    return False
 
 
 def fetch_all(

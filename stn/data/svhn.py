@@ -20,25 +20,44 @@ and splits the rows over worker processes for large files.
 union of the digit boxes, enlarged by 30% in x and in y about its centre, cropped (zeros where it
 leaves the image) and resized. :func:`sequence_labels` makes the 5-position labels (10 = no digit);
 :func:`length_filter` drops the sequences longer than 5 digits.
+
+:func:`download_svhn` fetches the archives, verified by size and SHA-256 (resumed or retried, with
+progress; archives placed by hand are verified and used). :func:`prepare_svhn` turns them once into
+cached uint8 arrays, ``train`` (train then extra, in one array) and ``test``, each with a JSON
+manifest, written atomically; :func:`load_prepared` opens them memory-mapped.
 """
 
 from __future__ import annotations
 
+import gzip
+import io
 import itertools
+import json
+import logging
 import math
 import mmap
 import multiprocessing
 import os
+import re
+import sys
+import tarfile
+import tempfile
+import zlib
 from array import array
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from struct import unpack_from as _unpack_from
 
 import h5py
 import numpy as np
 from h5py import h5a, h5d, h5r, h5s, h5t
 from PIL import Image
+from tqdm import tqdm
+
+from stn.data.download import RemoteFile, fetch
+
+logger = logging.getLogger(__name__)
 
 SVHN_URL = "http://ufldl.stanford.edu/housenumbers/"
 
@@ -63,9 +82,13 @@ class SVHNArchive:
         """The folder inside the archive (``train``, ``test``, ``extra``)."""
         return self.name.removesuffix(".tar.gz")
 
+    def remote(self) -> RemoteFile:
+        """The archive as :func:`stn.data.download.fetch` downloads and verifies it."""
+        return RemoteFile(self.name, sha256=self.sha256, size=self.size)
 
-# The stored checksums were published with the issue; they are not the MD5s of
-# stn.data.download.RemoteFile, which only knows MD5, so the archives get their own record.
+
+# The checksums were published with the issue. :meth:`SVHNArchive.remote` turns a record into the
+# stn.data.download.RemoteFile that fetch verifies by size and SHA-256.
 SVHN_FILES: dict[str, SVHNArchive] = {
     "train": SVHNArchive(
         "train.tar.gz", 404141560, "4b17bb33b6cd8f963493168f80143da956f28ec406cc12f8e5745a9f91a51898", 33402
@@ -384,6 +407,7 @@ def read_digit_struct(
     *,
     names: bool = True,
     workers: int | None = None,
+    fix: str | None = None,
 ) -> DigitStruct:
     """Parse a format-1 ``digitStruct.mat`` (MATLAB v7.3) into a :class:`DigitStruct`.
 
@@ -394,13 +418,14 @@ def read_digit_struct(
         names: read the image names and check that row ``i`` is ``f"{i + 1}.png"``.
         workers: processes to split the rows over; by default one per 20,000 rows, at most one
             per available CPU.
+        fix: what the error messages tell the user to do (by default: re-extract the file).
 
     Raises:
         SVHNFormatError: the file is not HDF5, has no ``digitStruct`` group with ``name`` and
             ``bbox``, has another row count than ``expected``, or a malformed row.
     """
     path = Path(path)
-    fix = "re-extract it from the verified archive (delete the extracted folder and rerun)"
+    fix = fix or "re-extract it from the verified archive (delete the extracted folder and rerun)"
     try:
         f = h5py.File(path, "r")
     except OSError as err:
@@ -687,3 +712,453 @@ def all_sequence_labels(digit_struct: DigitStruct, max_digits: int = MAX_DIGITS)
     sel = pos < max_digits
     out[row[sel], pos[sel]] = digit_struct.label[sel]
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Download and preparation into cached arrays
+
+DEFAULT_SVHN_MIRRORS: tuple[str, ...] = (SVHN_URL,)
+
+# The prepared groups and the splits each is made of, in this order: the training set is train
+# followed by extra, in one array (Goodfellow et al. and the authors train on both); the test set
+# is test.
+GROUPS: dict[str, tuple[str, ...]] = {"train": ("train", "extra"), "test": ("test",)}
+MANIFEST_VERSION = 1
+_PNG = re.compile(r"([1-9][0-9]*)\.png")
+_TAR_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
+
+
+def _mirrors(archive: SVHNArchive, mirrors: Sequence[str] | None) -> Sequence[str]:
+    return (archive.base_url,) if mirrors is None else mirrors
+
+
+def download_svhn(
+    root: Path | str,
+    splits: Sequence[str] = ("train", "extra", "test"),
+    *,
+    files: Mapping[str, SVHNArchive] = SVHN_FILES,
+    mirrors: Sequence[str] | None = None,
+    progress: bool = True,
+    timeout: float = 60,
+    attempts: int = 3,
+) -> dict[str, Path]:
+    """Fetch the archives of ``splits`` into ``root``, each verified by its size and SHA-256.
+
+    An archive already in ``root`` (placed by hand, or downloaded before) is verified and used
+    without touching the network. Otherwise it is downloaded from the first of ``mirrors`` (by
+    default each archive's ``base_url``, http://ufldl.stanford.edu/housenumbers/) that delivers it,
+    with a progress bar; a transfer that breaks off is resumed or tried again ``attempts`` times
+    (see :func:`stn.data.download.fetch`), and never appears under the final name unverified.
+
+    Args:
+        files: the expected archives by split; replace them to verify other (e.g. generated) ones.
+
+    Returns:
+        The path of each split's archive.
+
+    Raises:
+        stn.data.download.DownloadError: a present archive with another size or checksum (the
+            error names the file, both checksums and the fix), or no mirror delivered it.
+    """
+    root = Path(root)
+    out = {}
+    for split in splits:
+        archive = _archive(files, split)
+        out[split] = fetch(
+            archive.remote(),
+            root,
+            _mirrors(archive, mirrors),
+            progress=progress,
+            timeout=timeout,
+            attempts=attempts,
+        )
+    return out
+
+
+def _archive(files: Mapping[str, SVHNArchive], split: str) -> SVHNArchive:
+    if split not in files:
+        raise ValueError(f"unknown SVHN split {split!r}; known: {', '.join(files)}")
+    return files[split]
+
+
+@dataclass(frozen=True)
+class _Scanned:
+    """One archive after the first pass: its boxes, which images are kept, their labels."""
+
+    archive: SVHNArchive
+    path: Path
+    digits: DigitStruct
+    keep: np.ndarray  # bool [N]
+    dropped: int  # more than MAX_DIGITS digits
+    no_digits: int  # no box at all (also not kept)
+    labels: np.ndarray  # uint8 [kept, MAX_DIGITS]
+
+
+def _member(member: tarfile.TarInfo, split: str) -> str | None:
+    """The file name of a regular file directly in the archive's ``split`` folder, else ``None``.
+
+    Nothing is ever extracted under a member's name, so names like ``../x`` or absolute paths
+    cannot write anywhere; they are simply not SVHN files."""
+    if not member.isfile():
+        return None
+    parts = [p for p in PurePosixPath(member.name).parts if p != "."]
+    if len(parts) != 2 or parts[0] != split:
+        return None
+    return parts[1]
+
+
+def _broken_archive(path: Path, err: BaseException) -> SVHNFormatError:
+    return SVHNFormatError(
+        f"{path}: not a complete, readable .tar.gz archive ({type(err).__name__}: {err}); delete it and "
+        "rerun to download it again (if it recurs, the size and SHA-256 it was verified against are "
+        "those of a broken file)"
+    )
+
+
+def _scan(archive: SVHNArchive, path: Path, work: Path, workers: int | None) -> _Scanned:
+    """First pass over an archive: copy its ``digitStruct.mat`` into ``work``, list its PNGs, parse
+    the boxes and check that they describe exactly the images present."""
+    split = archive.split
+    mat = work / f"{split}-digitStruct.mat"
+    numbers: list[int] = []
+    found = False
+    try:
+        with tarfile.open(path, "r|gz") as tar:
+            for member in tar:
+                name = _member(member, split)
+                if name == "digitStruct.mat":
+                    source = tar.extractfile(member)
+                    with open(mat, "wb") as out:
+                        while chunk := source.read(1 << 20):
+                            out.write(chunk)
+                    found = True
+                elif name is not None and (m := _PNG.fullmatch(name)):
+                    numbers.append(int(m.group(1)))
+    except _TAR_ERRORS as err:
+        raise _broken_archive(path, err) from err
+    redownload = f"delete {path} and rerun to download it again"
+    if not found:
+        raise SVHNFormatError(
+            f"{path}: no {split}/digitStruct.mat in the archive, so it is not an SVHN format-1 {split} "
+            f"archive; {redownload}"
+        )
+    n = len(numbers)
+    if sorted(numbers) != list(range(1, n + 1)):
+        missing = sorted(set(range(1, max(numbers, default=0) + 1)) - set(numbers))[:5]
+        raise SVHNFormatError(
+            f"{path}: the images of {split}/ are not 1.png ... {n}.png (missing {missing}, or repeated); "
+            f"{redownload}"
+        )
+    if n != archive.images:
+        raise SVHNFormatError(f"{path}: {n} images in {split}/, expected {archive.images}; {redownload}")
+    fix = f"the archive is broken or of another version: {redownload}"
+    try:
+        digits = read_digit_struct(mat, expected=n, workers=workers, fix=fix)
+    except SVHNFormatError as err:
+        message = str(err).replace(str(mat), f"{path} ({split}/digitStruct.mat)")
+        raise SVHNFormatError(message) from err
+    keep, dropped = length_filter(digits)
+    no_digits = int(np.count_nonzero(digits.counts == 0))
+    labels = all_sequence_labels(digits)[keep].astype(np.uint8)
+    return _Scanned(archive, path, digits, keep, dropped, no_digits, labels)
+
+
+def _decode_png(data: bytes, where: str) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError) as err:  # PIL raises these for corrupt files
+        raise SVHNFormatError(
+            f"{where}: the image does not decode ({type(err).__name__}: {err}); the archive is broken: "
+            "delete it and rerun to download it again"
+        ) from err
+
+
+def _crop_split(scanned: _Scanned, images: np.ndarray, offset: int, bar: tqdm) -> None:
+    """Second pass: decode each kept image of the archive, crop it and write it to its row."""
+    path, split, digits, keep = scanned.path, scanned.archive.split, scanned.digits, scanned.keep
+    rows = offset + np.cumsum(keep) - 1
+    done = 0
+    try:
+        with tarfile.open(path, "r|gz") as tar:
+            for member in tar:
+                name = _member(member, split)
+                m = _PNG.fullmatch(name) if name else None
+                if m is None or not keep[i := int(m.group(1)) - 1]:
+                    continue
+                where = f"{path} ({split}/{name})"
+                image = _decode_png(tar.extractfile(member).read(), where)
+                try:
+                    box = crop_box(digits.boxes(i), image.shape[1], image.shape[0])
+                except ValueError as err:
+                    raise SVHNFormatError(
+                        f"{where}: no crop for the boxes of digitStruct.mat row {i} ({err}); the archive is "
+                        "broken or of another version: delete it and rerun to download it again"
+                    ) from err
+                images[rows[i]] = crop_and_resize(image, box)
+                done += 1
+                bar.update()
+    except _TAR_ERRORS as err:
+        raise _broken_archive(path, err) from err
+    if done != int(keep.sum()):  # the archive changed between the two passes
+        raise SVHNFormatError(f"{path}: {done} images cropped, expected {int(keep.sum())}; rerun")
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def _manifest_path(out_dir: Path, group: str) -> Path:
+    return out_dir / f"{group}.json"
+
+
+def _array_names(group: str) -> tuple[str, str]:
+    return f"{group}_images.npy", f"{group}_labels.npy"
+
+
+def _check_arrays(out_dir: Path, manifest: dict) -> str | None:
+    """Why the arrays a manifest describes are not usable, or ``None``."""
+    for key in ("images", "labels"):
+        entry = manifest[key]
+        path = out_dir / entry["file"]
+        if not path.exists():
+            return f"{path} is missing"
+        if path.stat().st_size != entry["bytes"]:
+            return f"{path} has {path.stat().st_size} bytes, the manifest says {entry['bytes']}"
+        try:
+            array = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as err:
+            return f"{path} does not load ({err})"
+        if list(array.shape) != entry["shape"] or array.dtype != np.uint8:
+            return f"{path} holds {array.dtype} {array.shape}, the manifest says uint8 {entry['shape']}"
+    return None
+
+
+def read_manifest(out_dir: Path | str, group: str) -> dict | None:
+    """The manifest of a prepared ``group``, or ``None`` where there is none or it is unreadable."""
+    try:
+        manifest = json.loads(_manifest_path(Path(out_dir), group).read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _up_to_date(out_dir: Path, group: str, archives: Sequence[SVHNArchive]) -> dict | None:
+    """The group's manifest where it and its arrays are the preparation of exactly ``archives``."""
+    manifest = read_manifest(out_dir, group)
+    if manifest is None:
+        return None
+    try:
+        same = (
+            manifest["version"] == MANIFEST_VERSION
+            and manifest["group"] == group
+            and [(a["split"], a["sha256"]) for a in manifest["archives"]]
+            == [(a.split, a.sha256) for a in archives]
+            and (manifest["crop_size"], manifest["enlarge"], manifest["max_digits"])
+            == (CROP_SIZE, ENLARGE, MAX_DIGITS)
+        )
+        if not same or _check_arrays(out_dir, manifest) is not None:
+            return None
+    except (KeyError, TypeError):
+        return None
+    return manifest
+
+
+def _prepare_group(
+    out_dir: Path, group: str, scanned: Sequence[_Scanned], work: Path, progress: bool
+) -> dict:
+    """Crop the scanned archives into the group's arrays and manifest, each written under a
+    temporary name and renamed into place, the manifest last."""
+    total = sum(int(s.keep.sum()) for s in scanned)
+    images_name, labels_name = _array_names(group)
+    images_tmp, labels_tmp = work / images_name, work / labels_name
+    images = np.lib.format.open_memmap(
+        images_tmp, mode="w+", dtype=np.uint8, shape=(total, CROP_SIZE, CROP_SIZE, 3)
+    )
+    entries, offset = [], 0
+    with tqdm(total=total, desc=f"SVHN {group} crops", unit="img", disable=not progress) as bar:
+        for s in scanned:
+            _crop_split(s, images, offset, bar)
+            kept = int(s.keep.sum())
+            entries.append(
+                {
+                    "split": s.archive.split,
+                    "archive": s.archive.name,
+                    "size": s.archive.size,
+                    "sha256": s.archive.sha256,
+                    "images": len(s.digits),
+                    "kept": kept,
+                    "dropped": s.dropped,
+                    "no_digits": s.no_digits,
+                    "offset": offset,
+                }
+            )
+            offset += kept
+    images.flush()
+    del images
+    labels = np.concatenate([s.labels for s in scanned]) if scanned else np.zeros((0, MAX_DIGITS), np.uint8)
+    np.save(labels_tmp, labels)
+    for tmp in (images_tmp, labels_tmp):
+        _fsync(tmp)
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "dataset": "svhn-format1",
+        "group": group,
+        "count": total,
+        "dropped": sum(s.dropped for s in scanned),
+        "no_digits": sum(s.no_digits for s in scanned),
+        "crop_size": CROP_SIZE,
+        "enlarge": ENLARGE,
+        "max_digits": MAX_DIGITS,
+        "no_digit_label": NO_DIGIT,
+        "archives": entries,
+        "images": {
+            "file": images_name,
+            "shape": [total, CROP_SIZE, CROP_SIZE, 3],
+            "dtype": "uint8",
+            "bytes": images_tmp.stat().st_size,
+        },
+        "labels": {
+            "file": labels_name,
+            "shape": [total, MAX_DIGITS],
+            "dtype": "uint8",
+            "bytes": labels_tmp.stat().st_size,
+        },
+    }
+    manifest_tmp = work / "manifest.json"
+    manifest_tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    _fsync(manifest_tmp)
+    os.replace(images_tmp, out_dir / images_name)
+    os.replace(labels_tmp, out_dir / labels_name)
+    os.replace(manifest_tmp, _manifest_path(out_dir, group))
+    return manifest
+
+
+def _say(message: str, progress: bool) -> None:
+    logger.info(message)
+    if progress:
+        print(message, file=sys.stderr)
+
+
+def prepare_svhn(
+    root: Path | str,
+    out_dir: Path | str | None = None,
+    splits: Sequence[str] = ("train", "extra", "test"),
+    *,
+    files: Mapping[str, SVHNArchive] = SVHN_FILES,
+    mirrors: Sequence[str] | None = None,
+    progress: bool = True,
+    timeout: float = 60,
+    attempts: int = 3,
+    workers: int | None = None,
+) -> dict[str, dict]:
+    """Prepare SVHN format 1 once into cached uint8 arrays: the Goodfellow et al. (2013) crops.
+
+    The archives of ``splits`` are fetched into ``root`` and verified (:func:`download_svhn`;
+    ``mirrors=()`` for offline use). Each group of :data:`GROUPS` with a requested split, ``train``
+    (train, then extra) and ``test``, is written to ``out_dir`` (default ``root / "prepared"``):
+
+    - ``<group>_images.npy``: uint8 ``[N, 64, 64, 3]``, each image's union box enlarged by 30% in
+      x and y, cropped (zeros outside the image) and resized (:func:`crop_and_resize`);
+    - ``<group>_labels.npy``: uint8 ``[N, 5]``, the digits 0-9 left to right, 10 = no digit;
+    - ``<group>.json``: the manifest: counts, sequences dropped for more than 5 digits, each
+      archive's SHA-256 and its rows' offset in the arrays.
+
+    Sequences of more than 5 digits are dropped and counted (logged, and in the manifest). The
+    archives are read as streams, twice (first ``digitStruct.mat`` and the list of PNGs, then the
+    images): nothing is unpacked to disk under a member's name, so no member can write outside
+    ``out_dir``. Every file is written under a temporary folder in ``out_dir`` and renamed into
+    place, the manifest last, and an old manifest is deleted before its arrays are replaced: an
+    interrupted run leaves no cache that a rerun or :func:`load_prepared` accepts (only a
+    ``.<group>-work-*`` folder, never read). A group whose manifest names the same archives (by
+    SHA-256) and whose arrays match it is left as it is, without looking at the archives.
+
+    Args:
+        files: the expected archives by split (name, size, SHA-256, image count).
+        workers: processes that parse each ``digitStruct.mat`` (see :func:`read_digit_struct`).
+
+    Returns:
+        The manifest of each requested group.
+
+    Raises:
+        stn.data.download.DownloadError: an archive with a wrong size or checksum, or none to get.
+        SVHNFormatError: a broken archive, no ``digitStruct.mat``, a PNG that does not decode, or a
+            ``digitStruct.mat`` whose rows are not the images; each names the file and the fix.
+    """
+    root = Path(root)
+    out_dir = root / "prepared" if out_dir is None else Path(out_dir)
+    for split in splits:
+        _archive(files, split)
+    wanted = {g: tuple(s for s in members if s in splits) for g, members in GROUPS.items()}
+    wanted = {g: members for g, members in wanted.items() if members}
+    if set(splits) - {s for members in GROUPS.values() for s in members}:
+        raise ValueError(
+            f"splits must be among {[s for m in GROUPS.values() for s in m]}, got {list(splits)}"
+        )
+    result, todo = {}, {}
+    for group, members in wanted.items():
+        archives = [files[s] for s in members]
+        manifest = _up_to_date(out_dir, group, archives)
+        if manifest is not None:
+            _say(f"SVHN {group}: {_manifest_path(out_dir, group)} is up to date", progress)
+            result[group] = manifest
+        else:
+            todo[group] = archives
+    if not todo:
+        return result
+    paths = download_svhn(
+        root,
+        [a.split for archives in todo.values() for a in archives],
+        files=files,
+        mirrors=mirrors,
+        progress=progress,
+        timeout=timeout,
+        attempts=attempts,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for group, archives in todo.items():
+        _manifest_path(out_dir, group).unlink(missing_ok=True)  # the old cache is stale from here
+        with tempfile.TemporaryDirectory(dir=out_dir, prefix=f".{group}-work-") as work:
+            scanned = [_scan(a, paths[a.split], Path(work), workers) for a in archives]
+            for s in scanned:
+                _say(
+                    f"SVHN {s.archive.split}: {int(s.keep.sum())} of {len(s.digits)} images kept, "
+                    f"{s.dropped} dropped for more than {MAX_DIGITS} digits"
+                    + (f", {s.no_digits} without digits" if s.no_digits else ""),
+                    progress,
+                )
+            result[group] = _prepare_group(out_dir, group, scanned, Path(work), progress)
+    return {g: result[g] for g in wanted}
+
+
+def load_prepared(out_dir: Path | str, group: str) -> tuple[np.ndarray, np.ndarray]:
+    """The prepared ``group`` (``"train"``: train then extra in one array; ``"test"``) as
+    read-only memory maps: images uint8 ``[N, 64, 64, 3]`` and labels uint8 ``[N, 5]`` (10 = no
+    digit). Nothing is read into memory until indexed.
+
+    Raises:
+        FileNotFoundError: the group is not prepared (or its preparation did not finish).
+        SVHNFormatError: its arrays do not match its manifest.
+    """
+    out_dir = Path(out_dir)
+    if group not in GROUPS:
+        raise ValueError(f"unknown SVHN group {group!r}; known: {', '.join(GROUPS)}")
+    manifest = read_manifest(out_dir, group)
+    if manifest is None:
+        raise FileNotFoundError(
+            f"{_manifest_path(out_dir, group)} is missing or unreadable: SVHN {group} is not prepared; "
+            "run prepare_svhn first"
+        )
+    try:
+        problem = _check_arrays(out_dir, manifest)
+    except (KeyError, TypeError) as err:
+        problem = f"{_manifest_path(out_dir, group)} is malformed ({err!r})"
+    if problem is not None:
+        raise SVHNFormatError(
+            f"{problem}: the prepared SVHN {group} set is broken; delete "
+            f"{_manifest_path(out_dir, group)} and rerun prepare_svhn"
+        )
+    images_name, labels_name = _array_names(group)
+    return np.load(out_dir / images_name, mmap_mode="r"), np.load(out_dir / labels_name, mmap_mode="r")
