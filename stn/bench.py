@@ -35,7 +35,6 @@ from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
 from stn.config import ConfigError, load_yaml, task_spec
-from stn.data.augment import draw_augmentation, render_augmentation
 from stn.experiment import deep_merge, run_config, runs
 from stn.io import save_json
 from stn.training import TrainingStep, batch_indices, make_optimizer, network_from_config, total_steps
@@ -110,7 +109,7 @@ def training_step(config: dict[str, Any], lever: str, images: Tensor, labels: Te
 def step_flops(step: TrainingStep) -> int:
     """FLOPs of one forward and backward pass of ``step``'s network (convolutions and products)."""
     index = step.indices(0)
-    draws = draw_augmentation(len(index), step.task, step.generator, step.device)
+    draws = step.task.draw(len(index), step.generator, step.device)
     with FlopCounterMode(display=False) as counter:
         step.loss(index, draws).backward()
     step.optimizer.zero_grad(set_to_none=True)
@@ -124,7 +123,7 @@ def augmentation_rate(config: dict[str, Any], images: Tensor, seconds: float) ->
 
     def augment_once(i: int) -> None:
         index = torch.randint(len(images), (batch,), device=images.device, generator=generator)
-        render_augmentation(images[index], draw_augmentation(batch, task, generator, images.device), task)
+        task.render(images[index], task.draw(batch, generator, images.device))
 
     return _rate(augment_once, seconds, 2, images.device)
 

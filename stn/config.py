@@ -12,7 +12,7 @@ import jsonschema
 import torch
 import yaml
 
-from stn.data.augment import TaskSpec
+from stn.data.registry import Splits, Task, get_dataset
 
 
 class ConfigError(ValueError):
@@ -82,10 +82,14 @@ def resolve_run_config(config: dict[str, Any] | Path | str, where: str | None = 
     return resolved
 
 
-def task_spec(config: dict[str, Any]) -> TaskSpec:
-    task = {k: v for k, v in config["task"].items() if k != "test_seed"}
-    task["log2_scale"] = tuple(float(v) for v in task["log2_scale"])
-    return TaskSpec(**task)
+def task_spec(config: dict[str, Any]) -> Task:
+    """The task of a run config, built by its data set (:mod:`stn.data.registry`)."""
+    return get_dataset(config["data"]["dataset"]).task(config["task"])
+
+
+def load_splits(config: dict[str, Any]) -> Splits:
+    """The training and test images of a run config's data set."""
+    return get_dataset(config["data"]["dataset"]).load(config["data"])
 
 
 def backbone_args(config: dict[str, Any]) -> dict[str, Any]:

@@ -9,9 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from stn.config import resolve_run_config, task_spec
-from stn.data.augment import make_test_set, undo_matrix
-from stn.data.mnist import digits_from_config
+from stn.config import load_splits, resolve_run_config, task_spec
 from stn.devices import resolve_device
 from stn.invariance import predicted_angles, rotation_undone
 from stn.io import load_torch_verified, save_json, save_torch_verified
@@ -30,10 +28,9 @@ def prepare_test_set(config: dict[str, Any] | Path | str, out: Path | str) -> Pa
     """Generate the task's fixed test set once (seeded by ``task.test_seed``) and save it, with
     its SHA-256 in ``<out>.sha256`` (see :func:`stn.io.save_torch_verified`)."""
     config = resolve_run_config(config)
-    data = config["data"]
-    digits = digits_from_config(data)
-    images, labels, params = make_test_set(
-        digits.test_images, digits.test_labels, task_spec(config), config["task"]["test_seed"]
+    splits = load_splits(config)
+    images, labels, params = task_spec(config).test_set(
+        splits.test_images, splits.test_labels, config["task"]["test_seed"]
     )
     save_torch_verified({"images": images, "labels": labels, "params": params, **test_set_key(config)}, out)
     return Path(out)
@@ -50,7 +47,7 @@ def regenerate_hint(path: Path | str) -> str:
 
 def load_test_set(path: Path | str, config: dict[str, Any]) -> dict[str, Any]:
     """A prepared test set, checked against the run ``config`` it is used with, with ``poses``:
-    the warp of each image that undoes its augmentation (see :func:`undo_matrix`).
+    the warp of each image that undoes its augmentation (the task's ``undo``).
 
     Raises:
         stn.io.DamagedFileError: the file is missing, fails its SHA-256 record
@@ -65,7 +62,7 @@ def load_test_set(path: Path | str, config: dict[str, Any]) -> dict[str, Any]:
         )
     if "params" not in test:
         raise ValueError(f"{path} predates stored augmentation parameters: delete it to regenerate it")
-    return test | {"poses": undo_matrix(test["params"], task_spec(config))}
+    return test | {"poses": task_spec(config).undo(test["params"])}
 
 
 @torch.no_grad()

@@ -52,7 +52,7 @@ class OracleHead(nn.Module):
         if pose is None:
             raise ValueError(
                 f"{self.network} needs the pose of every image (the inverse of its augmentation, "
-                "stn.data.augment.undo_matrix): call it with pose=..."
+                "the task's undo): call it with pose=..."
             )
         return in_frame(pose.to(x), self.frame)
 

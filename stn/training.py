@@ -14,9 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from stn.config import backbone_args, resolve_run_config, task_spec
-from stn.data.augment import TaskSpec, draw_augmentation, render_augmentation, undo_matrix
-from stn.data.mnist import digits_from_config
+from stn.config import backbone_args, load_splits, resolve_run_config, task_spec
+from stn.data.registry import Task
 from stn.devices import resolve_device
 from stn.io import DamagedFileError, digest_path, load_torch_verified, save_torch_verified
 from stn.networks import STNetwork, build_network
@@ -119,7 +118,7 @@ class TrainingStep:
         optimizer: torch.optim.SGD,
         images: Tensor,
         labels: Tensor,
-        task: TaskSpec,
+        task: Task,
         train: dict[str, Any],
         seed: int,
         total: int,
@@ -163,10 +162,10 @@ class TrainingStep:
 
     def loss(self, index: Tensor, draws: dict[str, Tensor]) -> Tensor:
         """The batch's loss, from its indices and augmentation draws."""
-        inputs, params = render_augmentation(self.images[index], draws, self.task)
+        inputs, params = self.task.render(self.images[index], draws)
         if self.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        pose = undo_matrix(params, self.task) if self.model.needs_pose else None
+        pose = self.task.undo(params) if self.model.needs_pose else None
         with self._autocast():
             logits = self.model(inputs, pose)
         return classification_loss(logits.float(), self.labels[index])
@@ -178,7 +177,7 @@ class TrainingStep:
             group["lr"] = base * factor
         index = self.indices(step)
         self.generator.manual_seed(_step_seed(self.seed, step))
-        draws = draw_augmentation(len(index), self.task, self.generator, self.device)
+        draws = self.task.draw(len(index), self.generator, self.device)
         if self.use_graph and len(index) == self.train["batch_size"]:
             if self._graph is None and self._eager_steps >= self.GRAPH_WARMUP:
                 try:
@@ -256,9 +255,8 @@ def train(
     device = resolve_device(config["device"], runs_per_gpu=runs_per_gpu)
     seed, train_cfg, task = config["seed"], config["train"], task_spec(config)
 
-    data = config["data"]
-    digits = digits_from_config(data)
-    images, labels = digits.train_images.to(device), digits.train_labels.to(device)
+    splits = load_splits(config)
+    images, labels = splits.train_images.to(device), splits.train_labels.to(device)
     steps = total_steps(config, len(images))
 
     torch.manual_seed(seed)

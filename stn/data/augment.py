@@ -55,6 +55,21 @@ class TaskSpec:
         if failed:
             raise ValueError(f"task {self.name!r}: " + "; ".join(failed))
 
+    # the task interface of stn.data.registry
+    def draw(
+        self, batch: int, generator: torch.Generator | None = None, device: torch.device | None = None
+    ) -> dict[str, Tensor]:
+        return draw_augmentation(batch, self, generator, device)
+
+    def render(self, images: Tensor, draws: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        return render_augmentation(images, draws, self)
+
+    def undo(self, params: dict[str, Tensor]) -> Tensor:
+        return undo_matrix(params, self)
+
+    def test_set(self, images: Tensor, labels: Tensor, seed: int) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        return make_test_set(images, labels, self, seed)
+
 
 PAPER_TASKS = {
     "R": TaskSpec("R", canvas=28, rotation=90.0),

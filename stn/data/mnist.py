@@ -3,27 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
 
-from stn.data.mnist_files import DEFAULT_MNIST_MIRRORS, load_official_mnist
+from stn.data.augment import TaskSpec
+from stn.data.download import fetch_all
+from stn.data.mnist_files import (
+    DEFAULT_MNIST_MIRRORS,
+    MNIST_FILES,
+    TORCHVISION_RAW,
+    load_official_mnist,
+    present_mnist_files,
+)
+from stn.data.registry import Splits, register_dataset
 
 SOURCES = ("embedded", "torchvision")
 
 
-@dataclass(frozen=True)
-class Digits:
-    """Train and test digits as uint8 (N, 28, 28) with int64 labels."""
-
-    train_images: Tensor
-    train_labels: Tensor
-    test_images: Tensor
-    test_labels: Tensor
+Digits = Splits  # train and test digits as uint8 (N, 28, 28) with int64 labels
 
 
 def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -79,3 +79,30 @@ def digits_from_config(data: dict) -> Digits:
     return load_digits(
         data["source"], data["root"], data["mirrors"], data["test_fraction"], data["split_seed"]
     )
+
+
+@register_dataset("mnist")
+class MNIST:
+    """MNIST: the embedded sample (no files) or the official files; tasks R, S, T and any
+    other :class:`stn.data.augment.TaskSpec`."""
+
+    name = "mnist"
+
+    def raw_files(self, data: dict) -> list[Path]:
+        return [] if data["source"] == "embedded" else present_mnist_files(data["root"])
+
+    def fetch(self, data: dict, target: Path) -> None:
+        target = Path(target)
+        files = [f for f in MNIST_FILES.values() if f.name == target.name]
+        if not files:
+            known = ", ".join(f.name for f in MNIST_FILES.values())
+            raise ValueError(f"{target}: not an MNIST raw file (known: {known})")
+        fetch_all(files, target.parent, data["mirrors"], also_in=[target.parent / TORCHVISION_RAW])
+
+    def load(self, data: dict) -> Splits:
+        return digits_from_config(data)
+
+    def task(self, settings: dict) -> TaskSpec:
+        spec = {k: v for k, v in settings.items() if k != "test_seed"}
+        spec["log2_scale"] = tuple(float(v) for v in spec.get("log2_scale", (0.0, 0.0)))
+        return TaskSpec(**spec)

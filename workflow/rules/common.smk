@@ -8,14 +8,13 @@ from snakemake.utils import validate
 
 from stn import experiment
 from stn.config import ConfigError
-from stn.data.mnist_files import MNIST_FILES, present_mnist_files
+from stn.data.registry import get_dataset
 from stn.evaluation import test_set_key
 from stn.variants import InvalidNetworkName, parse_network_name
 
 validate(config, "../schemas/config.schema.yaml")
 
 REPO = Path(workflow.main_snakefile).parent
-MNIST_RAW_FILES = [remote.name for remote in MNIST_FILES.values()]
 SOFTWARE = "../../environment.yml"  # used with --sdm conda
 LIBRARY = sorted(
     os.path.relpath(path)
@@ -35,6 +34,7 @@ wildcard_constraints:
     seed=r"\d+",
     dataset="|".join(config["datasets"]),
     table="|".join(config["report"]["tables"]),
+    file=r"[^/]+",
 
 
 def data_root(dataset):
@@ -139,14 +139,17 @@ def run_dir(task, network, seed):
     return f"results/runs/{task}/{network}/seed{seed}"
 
 
+def dataset_section(wildcards):
+    """The resolved `data` section of the run configs of a data set's tasks."""
+    task = next(t for t in config["tasks"] if task_dataset(t) == wildcards.dataset)
+    return run_config(task, config["networks"][0], config["seeds"][0])["data"]
+
+
 def raw_data(wildcards):
-    """The raw files a task's data set needs (none for the embedded sample): the copies present
-    (.gz or uncompressed, in the root or its MNIST/raw folder), else the download targets.
-    """
-    dataset = task_dataset(wildcards.task)
-    if config["datasets"][dataset].get("source", "embedded") == "embedded":
-        return []
-    return [str(path) for path in present_mnist_files(data_root(dataset))]
+    """The raw files a task's data set needs (its `raw_files`, stn.data.registry): the copies
+    present, else the download targets; none for data shipped with a package."""
+    data = run_config(wildcards.task, config["networks"][0], config["seeds"][0])["data"]
+    return [str(path) for path in get_dataset(data["dataset"]).raw_files(data)]
 
 
 def table_metrics(table):

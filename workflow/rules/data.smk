@@ -1,17 +1,15 @@
-rule download_mnist:
-    """The official MNIST files, checksummed; files placed by hand are used as they are."""
+rule download:
+    """One raw file of a data set, checksummed; files placed by hand are verified and used."""
     output:
-        expand("resources/data/{{dataset}}/{name}", name=MNIST_RAW_FILES),
+        "resources/data/{dataset}/{file}",
     log:
-        "logs/download/{dataset}.log",
+        "logs/download/{dataset}/{file}.log",
     conda:
         SOFTWARE
     params:
-        mirrors=lambda wildcards: config["datasets"][wildcards.dataset].get(
-            "mirrors", []
-        ),
+        data=dataset_section,
     script:
-        "../scripts/download_mnist.py"
+        "../scripts/download.py"
 
 
 rule test_set:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from stn.data.mnist import digits_from_config
+from stn.config import load_splits
 from stn.io import output_to
 from stn.report import alignment_figure
 from stn.training import load_checkpoint
@@ -17,8 +17,7 @@ with output_to(snakemake.log[0]):
     for network, path in zip(networks, snakemake.input.scale, strict=True):
         scale_models[network], content = load_checkpoint(path)
         contents.append(content)
-    data = contents[0]["config"]["data"]
-    digits = digits_from_config(data)
+    digits = load_splits(contents[0]["config"])
     chosen = torch.stack(
         [digits.test_images[digits.test_labels == label][0] for label in (2, 4, 7)][: settings["digits"]]
     )

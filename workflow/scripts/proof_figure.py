@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from stn.data.mnist import digits_from_config
+from stn.config import load_splits
 from stn.invariance import realign_feature_maps, transformation
 from stn.io import output_to
 from stn.report import proof_figure
@@ -15,7 +15,7 @@ with output_to(snakemake.log[0]):
     realignments = {}
     for network, path in zip(proof["networks"], snakemake.input.models, strict=True):
         model, content = load_checkpoint(path)
-        digits = digits_from_config(content["config"]["data"])
+        digits = load_splits(content["config"])
         images = digits.test_images[: proof["digits"], None].float() / 255.0
         realignments[network] = {
             angle: realign_feature_maps(

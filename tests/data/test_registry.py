@@ -1,0 +1,78 @@
+"""The data-set registry: MNIST behind the interface, a new data set as one registered class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from stn.config import ConfigError, load_splits, resolve_run_config, task_spec
+from stn.data.augment import PAPER_TASKS, TaskSpec, make_test_set
+from stn.data.mnist_files import MNIST_FILES
+from stn.data.registry import DATASETS, Splits, get_dataset, register_dataset
+from stn.evaluation import evaluate, prepare_test_set
+from stn.io import load_torch
+from stn.training import train
+from tests.conftest import tiny_config
+
+
+def test_mnist_tasks_and_test_sets_come_through_the_registry(tmp_path, digits):
+    config = resolve_run_config(
+        tiny_config(task={"name": "T", "canvas": 60, "translation": 16, "clutter": 6})
+    )
+    assert task_spec(config) == TaskSpec("T", canvas=60, translation=16, clutter=6)
+    assert torch.equal(load_splits(config).test_images, digits.test_images)
+    prepare_test_set(config, tmp_path / "test.pt")
+    stored = load_torch(tmp_path / "test.pt")
+    direct = make_test_set(
+        digits.test_images, digits.test_labels, PAPER_TASKS["T"], config["task"]["test_seed"]
+    )
+    assert torch.equal(stored["images"], direct[0]) and torch.equal(stored["labels"], direct[1])
+
+
+def test_mnist_raw_files_are_none_embedded_and_the_four_files_otherwise(tmp_path):
+    mnist = get_dataset("mnist")
+    assert mnist.raw_files({"source": "embedded", "root": str(tmp_path)}) == []
+    targets = mnist.raw_files({"source": "torchvision", "root": str(tmp_path)})
+    assert [p.name for p in targets] == [f.name for f in MNIST_FILES.values()]
+    with pytest.raises(ValueError, match="not an MNIST raw file"):
+        mnist.fetch({"mirrors": []}, tmp_path / "other.gz")
+
+
+def test_an_unknown_data_set_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown data set 'nothing'"):
+        resolve_run_config(tiny_config(data={"dataset": "nothing"}))
+
+
+@pytest.fixture()
+def toy_dataset():
+    """A data set of random 'digits', registered for one test."""
+
+    @register_dataset("toy")
+    class Toy:
+        def raw_files(self, data: dict) -> list[Path]:
+            return []
+
+        def fetch(self, data: dict, target: Path) -> None:
+            raise AssertionError("nothing to fetch")
+
+        def load(self, data: dict) -> Splits:
+            generator = torch.Generator().manual_seed(0)
+            images = torch.randint(0, 256, (96, 28, 28), generator=generator, dtype=torch.uint8)
+            labels = torch.randint(0, 10, (96,), generator=generator)
+            return Splits(images[:64], labels[:64], images[64:], labels[64:])
+
+        def task(self, settings: dict) -> TaskSpec:
+            return TaskSpec(settings["name"], rotation=settings["rotation"])
+
+    yield DATASETS["toy"]
+    del DATASETS["toy"]
+
+
+def test_a_registered_data_set_trains_and_evaluates_with_no_other_change(tmp_path, toy_dataset):
+    config = tiny_config(data={"dataset": "toy"}, model={"network": "STN-C1-oracle", "backbone_args": {}})
+    prepare_test_set(config, tmp_path / "test.pt")
+    stats = train(config, tmp_path / "model.pt", progress=False)
+    metrics = evaluate(tmp_path / "model.pt", tmp_path / "test.pt", device="cpu")
+    assert stats["steps"] == 12 and metrics["test_size"] == 32 and 0 <= metrics["test_error"] <= 100
