@@ -103,6 +103,8 @@ class MNIST:
         return digits_from_config(data)
 
     def task(self, settings: dict) -> TaskSpec:
-        spec = {k: v for k, v in settings.items() if k != "test_seed"}
+        if settings.get("random_crop") is not None:
+            raise ValueError("MNIST tasks have no random_crop (an SVHN option)")
+        spec = {k: v for k, v in settings.items() if k not in ("test_seed", "random_crop")}
         spec["log2_scale"] = tuple(float(v) for v in spec.get("log2_scale", (0.0, 0.0)))
         return TaskSpec(**spec)

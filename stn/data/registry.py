@@ -44,8 +44,9 @@ class Task(Protocol):
         """The network inputs (B, C, H, W) in [0, 1] and the drawn parameters, from uint8 images."""
         ...
 
-    def undo(self, params: dict[str, Tensor]) -> Tensor:
-        """Each image's pose: the warp (B, 2, 3) of the input that undoes its augmentation."""
+    def undo(self, params: dict[str, Tensor]) -> Tensor | None:
+        """Each image's pose: the warp (B, 2, 3) of the input that undoes its augmentation;
+        ``None`` where the task has none (oracle transformers then cannot run)."""
         ...
 
     def test_set(self, images: Tensor, labels: Tensor, seed: int) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
@@ -93,7 +94,8 @@ def register_dataset(name: str) -> Callable[[type], type]:
 
 def get_dataset(name: str) -> DataSet:
     """The registered data set ``name``."""
-    import stn.data.mnist  # noqa: F401  (registers itself)
+    import stn.data.mnist  # each data-set module registers itself
+    import stn.data.svhn  # noqa: F401
 
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}")

@@ -29,6 +29,7 @@ manifest, written atomically; :func:`load_prepared` opens them memory-mapped.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import itertools
@@ -51,11 +52,14 @@ from struct import unpack_from as _unpack_from
 
 import h5py
 import numpy as np
+import torch
 from h5py import h5a, h5d, h5r, h5s, h5t
 from PIL import Image
+from torch import Tensor
 from tqdm import tqdm
 
 from stn.data.download import RemoteFile, fetch
+from stn.data.registry import Splits, register_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -1133,10 +1137,14 @@ def prepare_svhn(
     return {g: result[g] for g in wanted}
 
 
-def load_prepared(out_dir: Path | str, group: str) -> tuple[np.ndarray, np.ndarray]:
+def load_prepared(out_dir: Path | str, group: str, mode: str = "r") -> tuple[np.ndarray, np.ndarray]:
     """The prepared ``group`` (``"train"``: train then extra in one array; ``"test"``) as
     read-only memory maps: images uint8 ``[N, 64, 64, 3]`` and labels uint8 ``[N, 5]`` (10 = no
     digit). Nothing is read into memory until indexed.
+
+    ``mode`` is :func:`numpy.load`'s ``mmap_mode``: ``"r"`` (read-only) or ``"c"`` (copy on write:
+    writable arrays whose writes stay in memory and never reach the files, as
+    :func:`torch.from_numpy` wants them).
 
     Raises:
         FileNotFoundError: the group is not prepared (or its preparation did not finish).
@@ -1160,5 +1168,206 @@ def load_prepared(out_dir: Path | str, group: str) -> tuple[np.ndarray, np.ndarr
             f"{problem}: the prepared SVHN {group} set is broken; delete "
             f"{_manifest_path(out_dir, group)} and rerun prepare_svhn"
         )
+    if mode not in ("r", "c"):
+        raise ValueError(f"mode must be 'r' or 'c', got {mode!r}")
     images_name, labels_name = _array_names(group)
-    return np.load(out_dir / images_name, mmap_mode="r"), np.load(out_dir / labels_name, mmap_mode="r")
+    return np.load(out_dir / images_name, mmap_mode=mode), np.load(out_dir / labels_name, mmap_mode=mode)
+
+
+# ---------------------------------------------------------------------------------------------
+# The data set of the registry (stn.data.registry) and its task
+
+SPLIT_NAMES: tuple[str, ...] = tuple(s for members in GROUPS.values() for s in members)
+DEFAULT_SPLITS: tuple[str, ...] = ("train", "extra", "test")
+NO_POSE = "SVHN has no pose: oracle transformers need an invertible augmentation (an MNIST task)"
+
+# The task keys of the run schema that describe MNIST's augmentation, with the values that mean
+# "none": an SVHN task accepts them only so (the schema fills them in for every task).
+_NEUTRAL_TASK_KEYS: dict[str, object] = {
+    "rotation": 0,
+    "log2_scale": [0, 0],
+    "translation": 0,
+    "clutter": 0,
+    "test_repeats": 1,
+}
+
+
+@dataclass(frozen=True)
+class SVHNTask:
+    """The SVHN multi-digit task: the prepared 64x64 crops, as they are or randomly cropped.
+
+    random_crop: ``None`` (the default, as the authors trained: the whole 64x64 crop), or the side
+    ``S`` of a square crop: training draws a random ``S x S`` window of each 64x64 image (offsets
+    uniform over the whole image, per image and step), the test set takes the centre window. The
+    network then reads ``S x S`` inputs, so the run's ``task.canvas`` must be ``S``. Goodfellow et
+    al. (2013) trained on random 54x54 crops; the STN authors did not, and their network (four
+    2x2 poolings, Torch) needs sides divisible by 16. Our ``svhn`` backbone floors its poolings, so
+    it builds for any side (54 -> 27 -> 13 -> 6 -> 3), but its last maps then drop edge pixels:
+    use 48 or 64 where a side divisible by 16 matters.
+
+    There is no pose: :meth:`undo` returns ``None``, and an oracle transformer, which needs one,
+    refuses to run (:class:`stn.networks` says so). ``rotation`` is 0: no rotation measures.
+    """
+
+    name: str = "SVHN"
+    rotation: float = 0.0
+    random_crop: int | None = None
+    size: int = dataclasses.field(default=CROP_SIZE, repr=False)
+
+    def __post_init__(self) -> None:
+        crop = self.random_crop
+        if crop is not None and (
+            isinstance(crop, bool) or not isinstance(crop, int) or not 1 <= crop <= self.size
+        ):
+            raise ValueError(
+                f"task {self.name!r}: random_crop must be null or a side in [1, {self.size}], got {crop!r}"
+            )
+        if self.rotation != 0:
+            raise ValueError(f"task {self.name!r}: SVHN has no rotation augmentation (rotation must be 0)")
+
+    @property
+    def canvas(self) -> int:
+        """The side of the network's inputs."""
+        return self.size if self.random_crop is None else self.random_crop
+
+    # the task interface of stn.data.registry
+    def draw(
+        self, batch: int, generator: torch.Generator | None = None, device: torch.device | None = None
+    ) -> dict[str, Tensor]:
+        """Nothing without a random crop; else each image's crop offset (B, 2) as (row, column)."""
+        if self.random_crop is None:
+            return {}
+        span = self.size - self.random_crop + 1
+        return {"offset": torch.randint(0, span, (batch, 2), generator=generator, device=device)}
+
+    def render(self, images: Tensor, draws: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Float inputs (B, 3, S, S) in [0, 1] from uint8 crops (B, 64, 64, 3); the drawn parameters
+        (``offset`` where cropping, else none). No host synchronisation (CUDA graphs)."""
+        if self.random_crop is None:
+            return images.permute(0, 3, 1, 2).float().div_(255.0), {}
+        offset = draws["offset"]
+        steps = torch.arange(self.random_crop, device=images.device)
+        rows = (offset[:, 0, None] + steps)[:, :, None]  # (B, S, 1)
+        cols = (offset[:, 1, None] + steps)[:, None, :]  # (B, 1, S)
+        batch = torch.arange(len(images), device=images.device)[:, None, None]
+        window = images[batch, rows, cols]  # (B, S, S, 3)
+        return window.permute(0, 3, 1, 2).float().div_(255.0), {"offset": offset}
+
+    def undo(self, params: dict[str, Tensor]) -> None:
+        """No pose: ``None`` (see the class)."""
+        return None
+
+    def test_set(self, images: Tensor, labels: Tensor, seed: int) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Every test crop as the network reads it, uint8 (N, 3, S, S) (the centre window with a
+        random crop), its labels (N, 5) and no parameters. Deterministic: ``seed`` is unused."""
+        start = (self.size - self.canvas) // 2
+        window = images[:, start : start + self.canvas, start : start + self.canvas]
+        return window.permute(0, 3, 1, 2).contiguous(), labels.long().contiguous(), {}
+
+
+@register_dataset("svhn")
+class SVHN:
+    """SVHN format 1 with the Goodfellow et al. (2013) crops (:func:`prepare_svhn`).
+
+    A run's ``data`` section:
+
+    - ``root``: the folder of the archives (downloaded there, or placed there by hand); the
+      prepared arrays are cached in ``root/prepared``;
+    - ``mirrors``: base URLs to download from; the schema's default (MNIST's mirrors) and ``null``
+      mean SVHN's own, http://ufldl.stanford.edu/housenumbers/; ``[]`` never downloads;
+    - ``splits`` (optional): the archives to use, default ``[train, extra, test]``. Training uses
+      train, and extra where listed (after train, in one array); testing uses test. Both
+      ``train`` and ``test`` are needed; leaving out extra (1.9 GB) makes a quick run;
+    - ``archives`` (optional): replaces the published size, SHA-256 and image count of some
+      splits, ``{split: {size, sha256, images}}``, to use other (e.g. generated) archives.
+
+    :meth:`load` prepares once (a valid cache is reused without reading the archives) and returns
+    the images as tensors on the memory maps of the cached arrays, never all read into memory:
+    uint8 ``(N, 64, 64, 3)``, copy-on-write (writes stay in memory, never reach the cache), with
+    int64 labels ``(N, 5)`` (10 = no digit). Training gathers each batch from the map on the
+    CPU, or moves the whole set onto the GPU.
+    """
+
+    name = "svhn"
+
+    def splits(self, data: Mapping) -> tuple[str, ...]:
+        """The splits a ``data`` section uses, in SVHN_FILES order."""
+        splits = data.get("splits") or DEFAULT_SPLITS
+        unknown = [s for s in splits if s not in SPLIT_NAMES]
+        if unknown:
+            raise ValueError(f"unknown SVHN splits {unknown}; known: {', '.join(SPLIT_NAMES)}")
+        missing = [s for s in ("train", "test") if s not in splits]
+        if missing:
+            raise ValueError(
+                f"SVHN data needs the splits train and test (extra is optional); missing: {missing}"
+            )
+        return tuple(s for s in SPLIT_NAMES if s in splits)
+
+    def files(self, data: Mapping) -> dict[str, SVHNArchive]:
+        """The expected archives: the published ones, with ``data["archives"]`` replacing some."""
+        files = dict(SVHN_FILES)
+        for split, record in (data.get("archives") or {}).items():
+            if split not in files:
+                raise ValueError(f"archives: unknown SVHN split {split!r}; known: {', '.join(files)}")
+            try:
+                files[split] = SVHNArchive(
+                    f"{split}.tar.gz", int(record["size"]), str(record["sha256"]), int(record["images"])
+                )
+            except (KeyError, TypeError) as err:
+                raise ValueError(f"archives.{split} needs size, sha256 and images, got {record!r}") from err
+        return files
+
+    def mirrors(self, data: Mapping) -> Sequence[str] | None:
+        """The mirrors to download from; ``None`` means each archive's own URL."""
+        from stn.data.mnist_files import DEFAULT_MNIST_MIRRORS
+
+        mirrors = data.get("mirrors")
+        if mirrors is None or list(mirrors) == list(DEFAULT_MNIST_MIRRORS):  # the schema's default
+            return None
+        return list(mirrors)
+
+    def raw_files(self, data: dict) -> list[Path]:
+        files = self.files(data)
+        return [Path(data["root"]) / files[s].name for s in self.splits(data)]
+
+    def fetch(self, data: dict, target: Path) -> None:
+        target = Path(target)
+        files = self.files(data)
+        matches = [s for s in self.splits(data) if files[s].name == target.name]
+        if not matches:
+            known = ", ".join(files[s].name for s in self.splits(data))
+            raise ValueError(f"{target}: not an SVHN archive of this data section (known: {known})")
+        download_svhn(target.parent, matches, files=files, mirrors=self.mirrors(data))
+
+    def load(self, data: dict) -> Splits:
+        root = Path(data["root"])
+        prepare_svhn(root, splits=self.splits(data), files=self.files(data), mirrors=self.mirrors(data))
+        out = []
+        for group in ("train", "test"):
+            images, labels = load_prepared(root / "prepared", group, mode="c")
+            out += [torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))]
+        return Splits(*out)
+
+    def task(self, settings: dict) -> SVHNTask:
+        name = settings.get("name", "SVHN")
+        changed = [
+            f"{key}={settings[key]!r}"
+            for key, neutral in _NEUTRAL_TASK_KEYS.items()
+            if key in settings and _as_list(settings[key]) != _as_list(neutral)
+        ]
+        if changed:
+            raise ValueError(
+                f"task {name!r}: SVHN has only a random crop, not MNIST's augmentation; "
+                f"remove {', '.join(changed)}"
+            )
+        task = SVHNTask(name=name, random_crop=settings.get("random_crop"))
+        if "canvas" in settings and settings["canvas"] != task.canvas:
+            raise ValueError(
+                f"task {name!r}: canvas is the network's input side and must be {task.canvas} "
+                f"(64, or random_crop where set), got {settings['canvas']}"
+            )
+        return task
+
+
+def _as_list(value: object) -> object:
+    return [float(v) for v in value] if isinstance(value, (list, tuple)) else float(value)

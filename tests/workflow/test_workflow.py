@@ -85,6 +85,7 @@ def test_dry_run_plans_exactly_the_expected_jobs(tmp_path):
     jobs = planned_jobs(tmp_path, TINY)
     runs = len(TINY["tasks"]) * len(TINY["networks"]) * len(TINY["seeds"]) + ORACLE_RUNS
     assert jobs == {
+        "prepare_data": 1,
         "test_set": 2,
         "train": runs,
         "evaluate": runs,

@@ -145,11 +145,16 @@ def dataset_section(wildcards):
     return run_config(task, config["networks"][0], config["seeds"][0])["data"]
 
 
-def raw_data(wildcards):
-    """The raw files a task's data set needs (its `raw_files`, stn.data.registry): the copies
-    present, else the download targets; none for data shipped with a package."""
-    data = run_config(wildcards.task, config["networks"][0], config["seeds"][0])["data"]
+def dataset_raw_files(wildcards):
+    """The raw files a data set needs (its `raw_files`, stn.data.registry): the copies present,
+    else the download targets; none for data shipped with a package."""
+    data = dataset_section(wildcards)
     return [str(path) for path in get_dataset(data["dataset"]).raw_files(data)]
+
+
+def prepared_data(wildcards):
+    """The manifest of a task's prepared data set."""
+    return f"resources/prepared/{task_dataset(wildcards.task)}.json"
 
 
 def table_metrics(table):

@@ -12,10 +12,28 @@ rule download:
         "../scripts/download.py"
 
 
+rule prepare_data:
+    """A data set's raw files verified and prepared once (cached arrays where it has them);
+    the manifest records the sizes and the SHA-256 of every raw file used."""
+    input:
+        raw=dataset_raw_files,
+        code=DATA_LIBRARY,
+    output:
+        "resources/prepared/{dataset}.json",
+    log:
+        "logs/prepare/{dataset}.log",
+    conda:
+        SOFTWARE
+    params:
+        data=dataset_section,
+    script:
+        "../scripts/prepare_data.py"
+
+
 rule test_set:
     """The fixed test set of a task, generated once with its seed, the same for every network."""
     input:
-        raw=raw_data,
+        data=prepared_data,
         code=DATA_LIBRARY,
     output:
         "resources/test_sets/{task}.pt",

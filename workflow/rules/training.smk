@@ -1,7 +1,7 @@
 rule train:
     """Train one network on one task with one seed (resumes after an interruption)."""
     input:
-        raw=raw_data,
+        data=prepared_data,
         code=LIBRARY,
     output:
         model=f"{run_dir('{task}', '{network}', '{seed}')}/model.pt",

@@ -1,0 +1,18 @@
+"""Verify and prepare a data set once; write its manifest (sizes, raw files' SHA-256)."""
+
+from pathlib import Path
+
+from stn.data.registry import get_dataset
+from stn.io import output_to, save_json, sha256sum
+
+with output_to(snakemake.log[0]):
+    data = snakemake.params.data
+    splits = get_dataset(data["dataset"]).load(data)
+    manifest = {
+        "data": data,
+        "train_images": len(splits.train_images),
+        "test_images": len(splits.test_images),
+        "raw_files": {str(path): sha256sum(path) for path in map(Path, snakemake.input.raw)},
+    }
+    save_json(manifest, snakemake.output[0])
+    print(manifest)
