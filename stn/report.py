@@ -48,9 +48,11 @@ def summary_table(
 ) -> pd.DataFrame:
     """Per network (rows) and task: mean error, its standard deviation and 95% t-interval
     half-width over seeds, the number of seeds, the paper's error, our mean minus the
-    paper's, the mean share of an applied rotation that the transformer undoes (see
-    :func:`stn.invariance.rotation_undone`) and the residual pose spread in degrees."""
+    paper's, Jaderberg et al.'s error where the paper quotes it, the mean share of an applied
+    rotation that the transformer undoes (see :func:`stn.invariance.rotation_undone`) and the
+    residual pose spread in degrees."""
     reported = paper_results().get(paper, {})
+    jaderberg = paper_results()["jaderberg"].get(paper, {})
     rows = []
     for network in networks:
         row: dict[str, object] = {"network": network}
@@ -65,6 +67,7 @@ def summary_table(
                 f"{task}_seeds": len(runs),
                 f"{task}_paper": theirs,
                 f"{task}_diff": None if theirs is None or ours is None else ours.mean - theirs,
+                f"{task}_jaderberg": jaderberg.get(network, {}).get(task),
             }
             for measure in MEASURES:
                 values = runs[measure].dropna() if measure in runs else pd.Series(dtype=float)
@@ -141,6 +144,8 @@ def format_table(table: pd.DataFrame, tasks: Sequence[str], latex: bool = False)
                 _interval_cell(d, c, n, pm, "{:+.2f}")
                 for d, c, n in zip(table[f"{task}_diff"], cis, seeds, strict=True)
             ]
+        if table[f"{task}_jaderberg"].notna().any():
+            out[f"{task} Jaderberg"] = [_cell(v) for v in table[f"{task}_jaderberg"]]
         for measure, column in MEASURES.items():
             if table[f"{task}_{measure}"].notna().any():
                 out[f"{task} {column}"] = [_cell(v) for v in table[f"{task}_{measure}"]]
@@ -352,11 +357,17 @@ def _depth_and_kind(network: str) -> tuple[int, str]:
 
 
 def depth_figure(
-    metrics: pd.DataFrame, networks: Sequence[str], tasks: Sequence[str], stem: Path | str
+    metrics: pd.DataFrame,
+    networks: Sequence[str],
+    tasks: Sequence[str],
+    stem: Path | str,
+    paper: str | None = None,
 ) -> None:
     """Test error against the depth of the transformer: one line per task (and kind of
-    network, e.g. STN-CX and STN-SLX), mean with its 95% t-interval over seeds; the CNN
-    of each task as a dashed line of the same colour."""
+    network, e.g. STN-CX, STN-SLX and the iterative STN-SLXx2), mean with its 95% t-interval
+    over seeds; the CNN of each task as a dashed line of the same colour; the paper's errors
+    (table ``paper`` of paper_results.yaml) as crosses."""
+    reported = paper_results().get(paper or "", {})
     figure, axis = plt.subplots(figsize=(5.2, 3.6))
     kinds = {network: _depth_and_kind(network) for network in networks if network != "CNN"}
     several_kinds = len({kind for _, kind in kinds.values()}) > 1
@@ -377,7 +388,13 @@ def depth_figure(
             means = [i.mean for _, i in points]
             spans = [i.half_width or 0.0 for _, i in points]
             label = f"{task} {kind}" if several_kinds else task
-            axis.errorbar(depths, means, yerr=spans, color=colour, marker="o", capsize=3, label=label)
+            iterative = "x" in kind  # STN-SLXx2: the transformer applied twice
+            style = {"linestyle": ":", "marker": "s"} if iterative else {"marker": "o"}
+            axis.errorbar(depths, means, yerr=spans, color=colour, capsize=3, label=label, **style)
+        crosses = [(kinds[n][0], reported[n][task]) for n in kinds if task in reported.get(n, {})]
+        if crosses:
+            at, errors = zip(*crosses, strict=True)
+            axis.scatter(at, errors, marker="x", color=colour, label=f"{task} paper", zorder=3)
         cnn = metrics.loc[(metrics["network"] == "CNN") & (metrics["task"] == task), "test_error"]
         if "CNN" in networks and len(cnn):
             axis.axhline(cnn.mean(), color=colour, linestyle="--", linewidth=1, label=f"{task} CNN")

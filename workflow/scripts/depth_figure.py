@@ -8,4 +8,6 @@ from stn.report import depth_figure, load_metrics
 with output_to(snakemake.log[0]):
     metrics = load_metrics(snakemake.input.metrics)
     stem = Path(snakemake.output[0]).with_suffix("")
-    depth_figure(metrics, snakemake.params.networks, snakemake.params.tasks, stem)
+    depth_figure(
+        metrics, snakemake.params.networks, snakemake.params.tasks, stem, paper=snakemake.wildcards.table
+    )
