@@ -22,6 +22,7 @@ the data set's size: throughput does not depend on the pixels.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import multiprocessing
 import sys
@@ -35,11 +36,11 @@ from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
 from stn.config import ConfigError, load_yaml, task_spec
+from stn.data.registry import get_dataset
 from stn.experiment import deep_merge, run_config, runs
 from stn.io import save_json
 from stn.training import TrainingStep, batch_indices, make_optimizer, network_from_config, total_steps
 
-MNIST_TRAIN_SIZE = 60_000
 LEVERS: dict[str, dict[str, Any]] = {
     "today": {},
     "fp32": {},
@@ -87,11 +88,13 @@ def _rate(call: Callable[[int], object], seconds: float, warmup: int, device: to
     return done / (time.perf_counter() - start)
 
 
-def random_digits(count: int, device: torch.device, seed: int = 0) -> tuple[Tensor, Tensor]:
-    """``count`` random uint8 28x28 'digits' and labels on ``device`` (speed does not depend on pixels)."""
+def random_data(config: dict[str, Any], device: torch.device, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Random training images and labels shaped as a run's data set, as many as it has, on
+    ``device`` (speed does not depend on the pixels)."""
+    dataset = get_dataset(config["data"]["dataset"])
     generator = torch.Generator().manual_seed(seed)
-    digits = torch.randint(0, 256, (count, 28, 28), generator=generator, dtype=torch.uint8)
-    return digits.to(device), torch.randint(0, 10, (count,), generator=generator).to(device)
+    images, labels = dataset.random_images(dataset.train_size(config["data"]), generator)
+    return images.to(device), labels.to(device)
 
 
 def training_step(config: dict[str, Any], lever: str, images: Tensor, labels: Tensor) -> TrainingStep:
@@ -128,12 +131,10 @@ def augmentation_rate(config: dict[str, Any], images: Tensor, seconds: float) ->
     return _rate(augment_once, seconds, 2, images.device)
 
 
-def _pack_worker(
-    config: dict, lever: str, count: int, device: str, seconds: float, barrier, results, slot: int
-) -> None:
+def _pack_worker(config: dict, lever: str, device: str, seconds: float, barrier, results, slot: int) -> None:
     """One of ``--pack`` processes: build a step, wait for the others, time it."""
     dev = torch.device(device)
-    images, labels = random_digits(count, dev)
+    images, labels = random_data(config, dev)
     step = training_step(config, lever, images, labels)
     for i in range(TrainingStep.GRAPH_WARMUP + 2):
         step(i)
@@ -142,14 +143,12 @@ def _pack_worker(
     results.put((slot, _rate(step, seconds, 0, dev)))
 
 
-def packed_rates(configs: Sequence[dict], lever: str, count: int, device: str, seconds: float) -> list[float]:
+def packed_rates(configs: Sequence[dict], lever: str, device: str, seconds: float) -> list[float]:
     """Steps/s of each config's step while all of them train at once, one process each."""
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(len(configs)), context.Queue()
     workers = [
-        context.Process(
-            target=_pack_worker, args=(config, lever, count, device, seconds, barrier, results, slot)
-        )
+        context.Process(target=_pack_worker, args=(config, lever, device, seconds, barrier, results, slot))
         for slot, config in enumerate(configs)
     ]
     for worker in workers:
@@ -158,14 +157,6 @@ def packed_rates(configs: Sequence[dict], lever: str, count: int, device: str, s
     for worker in workers:
         worker.join()
     return [rates[slot] for slot in range(len(configs))]
-
-
-def train_size(config: dict[str, Any]) -> int:
-    """Training images of a run's data set: full MNIST, or the embedded sample's share."""
-    data = config["data"]
-    if data.get("source") == "embedded":
-        return round(5000 * (1 - data.get("test_fraction", 0.2)))
-    return MNIST_TRAIN_SIZE
 
 
 def run_benchmark(
@@ -209,14 +200,15 @@ def run_benchmark(
         "augmentation": {},
         "packing": {},
     }
-    data: dict[int, tuple[Tensor, Tensor]] = {}
+    data: dict[str, tuple[Tensor, Tensor]] = {}
     for task, network in pairs:
         config = run_config(experiment, task, network, experiment["seeds"][0])
         config["device"] = dev.type
-        count = train_size(config)
-        if count not in data:
-            data[count] = random_digits(count, dev)
-        images, labels = data[count]
+        key = json.dumps(config["data"], sort_keys=True)
+        if key not in data:
+            data[key] = random_data(config, dev)
+        images, labels = data[key]
+        count = len(images)
         entry: dict[str, Any] = {
             "task": task,
             "network": network,
@@ -257,7 +249,7 @@ def run_benchmark(
             chosen = [entries[i % len(entries)] for i in range(pack)]
             configs = [run_config(experiment, task, e["network"], 0) | {"device": dev.type} for e in chosen]
             try:
-                rates = packed_rates(configs, pack_lever, train_size(configs[0]), str(dev), seconds)
+                rates = packed_rates(configs, pack_lever, str(dev), seconds)
                 fractions = [r / e["steps_per_s"][pack_lever] for r, e in zip(rates, chosen, strict=True)]
                 report["packing"][task] = {
                     "runs": pack,

@@ -21,6 +21,7 @@ from stn.data.mnist_files import (
 from stn.data.registry import Splits, register_dataset
 
 SOURCES = ("embedded", "torchvision")
+OFFICIAL_TRAIN_SIZE = 60_000
 
 
 Digits = Splits  # train and test digits as uint8 (N, 28, 28) with int64 labels
@@ -101,6 +102,15 @@ class MNIST:
 
     def load(self, data: dict) -> Splits:
         return digits_from_config(data)
+
+    def train_size(self, data: dict) -> int:
+        if data["source"] == "embedded":
+            return len(load_embedded_mnist(data["test_fraction"], data["split_seed"]).train_images)
+        return OFFICIAL_TRAIN_SIZE
+
+    def random_images(self, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        images = torch.randint(0, 256, (count, 28, 28), generator=generator, dtype=torch.uint8)
+        return images, torch.randint(0, 10, (count,), generator=generator)
 
     def task(self, settings: dict) -> TaskSpec:
         if settings.get("random_crop") is not None:

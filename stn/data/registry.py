@@ -76,6 +76,14 @@ class DataSet(Protocol):
         """The task a run config's ``task`` section describes."""
         ...
 
+    def train_size(self, data: dict[str, Any]) -> int:
+        """How many training images a run's ``data`` section holds, without loading them."""
+        ...
+
+    def random_images(self, count: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """``count`` random uint8 images and labels shaped as the data set's (for benchmarks)."""
+        ...
+
 
 DATASETS: dict[str, DataSet] = {}
 

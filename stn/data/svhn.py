@@ -1326,6 +1326,16 @@ class SVHN:
             return None
         return list(mirrors)
 
+    def train_size(self, data: dict) -> int:
+        """The training crops before dropping the few longer than 5 digits."""
+        files = self.files(data)
+        return sum(files[split].images for split in self.splits(data) if split != "test")
+
+    def random_images(self, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (count, CROP_SIZE, CROP_SIZE, 3)
+        images = torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
+        return images, torch.randint(0, NO_DIGIT + 1, (count, MAX_DIGITS), generator=generator)
+
     def raw_files(self, data: dict) -> list[Path]:
         files = self.files(data)
         return [Path(data["root"]) / files[s].name for s in self.splits(data)]
