@@ -87,6 +87,12 @@ def task_spec(config: dict[str, Any]) -> Task:
     return get_dataset(config["data"]["dataset"]).task(config["task"])
 
 
+def test_set_key(config: dict[str, Any]) -> dict[str, Any]:
+    """What determines a test set: the data (less where it is stored) and the task."""
+    data = {k: v for k, v in config["data"].items() if k not in ("root", "mirrors")}
+    return {"data": data, "task": config["task"]}
+
+
 def load_splits(config: dict[str, Any]) -> Splits:
     """The training and test images of a run config's data set."""
     return get_dataset(config["data"]["dataset"]).load(config["data"])

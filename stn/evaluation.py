@@ -9,19 +9,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from stn.config import load_splits, resolve_run_config, task_spec
+from stn.config import load_splits, resolve_run_config, task_spec, test_set_key
 from stn.devices import resolve_device
 from stn.invariance import predicted_angles, rotation_undone
 from stn.io import load_torch_verified, save_json, save_torch_verified
 from stn.networks import STNetwork
 from stn.statistics import pose_spread
 from stn.training import load_checkpoint
-
-
-def test_set_key(config: dict[str, Any]) -> dict[str, Any]:
-    """What determines a test set: the data (less where it is stored) and the task."""
-    data = {k: v for k, v in config["data"].items() if k not in ("root", "mirrors")}
-    return {"data": data, "task": config["task"]}
 
 
 def prepare_test_set(config: dict[str, Any] | Path | str, out: Path | str) -> Path:

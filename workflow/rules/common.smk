@@ -7,9 +7,8 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from stn import experiment
-from stn.config import ConfigError
+from stn.config import ConfigError, test_set_key
 from stn.data.registry import get_dataset
-from stn.evaluation import test_set_key
 from stn.variants import InvalidNetworkName, parse_network_name
 
 validate(config, "../schemas/config.schema.yaml")
