@@ -85,11 +85,6 @@ def md5sum(path: Path) -> str:
     return digest.hexdigest()
 
 
-def sha256sum(path: Path) -> str:
-    """Return the SHA-256 hex digest of the file at ``path``, read in chunks."""
-    return _digests(path, sha256=True)[1]
-
-
 def _digests(path: Path, *, md5: bool = True, sha256: bool = False) -> tuple[str | None, str | None]:
     """The MD5 and SHA-256 of the file at ``path`` (``None`` for one not asked for), in one read."""
     hashes = [hashlib.md5() if md5 else None, hashlib.sha256() if sha256 else None]

@@ -615,15 +615,12 @@ def load_png(path: Path | str) -> np.ndarray:
         SVHNFormatError: the file is missing or does not decode; the error names it.
     """
     path = Path(path)
+    fix = "the extraction is broken: delete the extracted folder and rerun to re-extract the archive"
     try:
-        with Image.open(path) as im:
-            im.load()
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (OSError, SyntaxError, ValueError) as err:  # PIL raises these for corrupt files
-        raise SVHNFormatError(
-            f"{path}: the image does not decode ({type(err).__name__}: {err}); the extraction is broken: "
-            "delete the extracted folder and rerun, which re-extracts the verified archive"
-        ) from err
+        data = path.read_bytes()
+    except OSError as err:
+        raise SVHNFormatError(f"{path}: cannot be read ({err}); {fix}") from err
+    return _decode_png(data, str(path), fix)
 
 
 def crop_box(boxes: np.ndarray, image_width: int, image_height: int) -> tuple[int, int, int, int]:
@@ -867,15 +864,17 @@ def _scan(archive: SVHNArchive, path: Path, work: Path, workers: int | None) -> 
     return _Scanned(archive, path, digits, keep, dropped, no_digits, labels)
 
 
-def _decode_png(data: bytes, where: str) -> np.ndarray:
+def _decode_png(
+    data: bytes, where: str, fix: str = "the archive is broken: delete it and rerun to download it again"
+) -> np.ndarray:
+    """A PNG's bytes as RGB uint8 ``[H, W, 3]``; an error naming ``where`` and ``fix`` if not a PNG."""
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
             return np.asarray(im.convert("RGB"), dtype=np.uint8)
     except (OSError, SyntaxError, ValueError) as err:  # PIL raises these for corrupt files
         raise SVHNFormatError(
-            f"{where}: the image does not decode ({type(err).__name__}: {err}); the archive is broken: "
-            "delete it and rerun to download it again"
+            f"{where}: the image does not decode ({type(err).__name__}: {err}); {fix}"
         ) from err
 
 

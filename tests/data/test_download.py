@@ -5,14 +5,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import re
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,8 @@ import pytest
 from stn.data import download
 from stn.data.download import DownloadError, RemoteFile, fetch, fetch_all, md5sum
 from stn.data.mnist_files import MNIST_FILES, load_official_mnist, present_mnist_files, read_idx
+from tests.local_http import closed_port_url as local_port_url
+from tests.local_http import serve
 
 _CODES = {np.dtype("u1"): 0x08, np.dtype("i1"): 0x09, np.dtype("i2"): 0x0B, np.dtype("i4"): 0x0C}
 _CODES |= {np.dtype("f4"): 0x0D, np.dtype("f8"): 0x0E}
@@ -114,25 +115,17 @@ def server(fake: FakeMnist) -> Iterator[Server]:
         def log_message(self, *args: object) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    try:
-        yield Server(f"http://127.0.0.1:{httpd.server_address[1]}", requests, release)
-    finally:
-        release.set()
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+    with serve(Handler) as base:
+        try:
+            yield Server(base, requests, release)
+        finally:
+            release.set()  # stalled handlers end before the server shuts down
 
 
 @pytest.fixture
 def closed_port_url() -> str:
     """A URL on a local port nobody listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/mnist/"
+    return local_port_url("mnist")
 
 
 def assert_roundtrip(result: tuple[np.ndarray, ...], fake: FakeMnist) -> None:

@@ -8,13 +8,11 @@ import hashlib
 import io
 import json
 import re
-import socket
 import tarfile
 import tempfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import h5py
@@ -42,6 +40,7 @@ from stn.data.svhn import (
     sequence_labels,
     write_digit_struct,
 )
+from tests.local_http import closed_port_url, serve
 
 # (left, top, width, height, label) per image; label 10 is the digit 0
 BOXES = [
@@ -369,23 +368,14 @@ def server(mini: Mini) -> Iterator[Server]:
         def log_message(self, *args: object) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    try:
-        yield Server(f"http://127.0.0.1:{httpd.server_address[1]}", requests)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+    with serve(Handler) as base:
+        yield Server(base, requests)
 
 
 @pytest.fixture
 def nowhere() -> str:
     """A mirror URL on a local port nobody listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}/svhn/"
+    return closed_port_url("svhn")
 
 
 def outputs(out_dir: Path) -> list[str]:
