@@ -48,6 +48,14 @@ class DamagedFileError(RuntimeError):
 
 
 def sha256sum(path: Path | str) -> str:
+    """The SHA-256 of a file; of a folder, the SHA-256 of its manifest: one line
+    ``<sha256 of the file>  <path relative to the folder>`` per regular file below it, sorted by
+    path (``sha256sum``'s format), so a folder tree is named by its content alone."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+        lines = "".join(f"{sha256sum(p)}  {p.relative_to(path).as_posix()}\n" for p in files)
+        return hashlib.sha256(lines.encode()).hexdigest()
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):

@@ -115,6 +115,8 @@ class MNIST:
     def task(self, settings: dict) -> TaskSpec:
         if settings.get("random_crop") is not None:
             raise ValueError("MNIST tasks have no random_crop (an SVHN option)")
-        spec = {k: v for k, v in settings.items() if k not in ("test_seed", "random_crop")}
+        if settings.get("shear", 0) or settings.get("flip", 0):
+            raise ValueError("MNIST tasks have no shear or flip (Plankton options)")
+        spec = {k: v for k, v in settings.items() if k not in ("test_seed", "random_crop", "shear", "flip")}
         spec["log2_scale"] = tuple(float(v) for v in spec.get("log2_scale", (0.0, 0.0)))
         return TaskSpec(**spec)

@@ -1188,6 +1188,8 @@ _NEUTRAL_TASK_KEYS: dict[str, object] = {
     "translation": 0,
     "clutter": 0,
     "test_repeats": 1,
+    "shear": 0,
+    "flip": 0,
 }
 
 
