@@ -4,14 +4,20 @@ A file is verified by its MD5, its SHA-256 and its size in bytes, each where the
 :class:`RemoteFile` gives it. A file that is already present and verifies is used as is, without
 touching the network, so raw files can be placed by hand on offline machines. A gzip file can also be
 verified by the MD5 of its decompressed content (``RemoteFile.content_md5``), so the same data
-re-compressed, or not compressed at all (the name without ``.gz``), is accepted too.
+re-compressed, or not compressed at all (the name without ``.gz``), is accepted too. A file with no
+published checksum names instead what verifies it later (``RemoteFile.verified_by``, e.g. its
+structure, which the caller checks): it is accepted as is, present or downloaded (only a known size is
+checked).
 
 Downloads are streamed into a temporary ``.part`` file in the target directory, verified, and
 atomically renamed, so a partial or corrupt file never appears under the final name. A transfer
 that breaks off (fewer bytes than announced, a reset connection, a timeout) is tried again, up to
 ``attempts`` times per mirror: it resumes where it broke off (an HTTP ``Range`` request) where the
-server supports that, else starts again. A ``.part`` file left by a killed process is never read,
-only its finished, verified copy.
+server supports that, else starts again. An HTTP 429, 500, 502, 503 or 504 answer (a busy or flaky
+server) is tried again too, within the same ``attempts``, after a wait: ``backoff * 2 ** (attempt - 1)``
+seconds, or the server's integer ``Retry-After``, at most ``max_wait``; the bytes already received are
+kept, so the next try resumes. A download without ``Content-Length`` works and shows its progress in
+bytes. A ``.part`` file left by a killed process is never read, only its finished, verified copy.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import http.client
 import os
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zlib
@@ -44,6 +51,11 @@ class RemoteFile:
     ``sha256`` (hex digest) and ``size`` (bytes), where given, must match too; a file may be given
     by its SHA-256 alone (``md5=None``). A known ``size`` also lets a download stop at once when a
     mirror announces another length.
+
+    ``verified_by``, for a file with no published checksum (no ``md5`` and no ``sha256``): a short
+    phrase saying what verifies it later, e.g. "its structure: 121 class folders of JPEGs", which
+    the caller checks. Such a file is accepted as is, present or downloaded; only a known ``size``
+    is checked.
     """
 
     name: str
@@ -51,10 +63,19 @@ class RemoteFile:
     content_md5: str | None = None
     sha256: str | None = None
     size: int | None = None
+    verified_by: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.md5 and not self.sha256:
-            raise ValueError(f"{self.name}: give an MD5 or a SHA-256 to verify it by")
+        if not self.md5 and not self.sha256 and not self.verified_by:
+            raise ValueError(
+                f"{self.name}: give an MD5 or a SHA-256 to verify it by, or, for a file with no "
+                "published checksum, verified_by: what verifies it later"
+            )
+
+    @property
+    def has_checksum(self) -> bool:
+        """Whether an MD5 or a SHA-256 verifies the file (else only its ``size``, where given)."""
+        return bool(self.md5 or self.sha256)
 
     @property
     def raw_name(self) -> str | None:
@@ -74,6 +95,8 @@ class TruncatedDownload(DownloadError):
 
 # failures of one transfer that another try of the same mirror may not have
 _TRANSIENT = (TruncatedDownload, http.client.IncompleteRead, ConnectionError, TimeoutError)
+# HTTP answers of a busy or flaky server: tried again after a wait
+_TRANSIENT_HTTP = frozenset({429, 500, 502, 503, 504})
 
 
 def md5sum(path: Path) -> str:
@@ -145,6 +168,11 @@ def verify(path: Path, file: RemoteFile, *, compressed: bool | None = None) -> s
     told by its name)."""
     if compressed is None:
         compressed = path.name.endswith(".gz") or not file.raw_name
+    if compressed and not file.has_checksum:  # accepted as is; the caller checks its structure
+        size = path.stat().st_size
+        if file.size is not None and size != file.size:
+            return f"has {size} bytes, expected {file.size} bytes"
+        return None
     if compressed:
         problem, actual = _whole_file(path, file)
         if problem is None or file.content_md5 is None:
@@ -211,7 +239,8 @@ def _content_range_start(response) -> tuple[int, int | None] | None:
 
 def _download(url: str, file: RemoteFile, dest: Path, part: _Part, *, progress: bool, timeout: float) -> None:
     """Stream ``url`` into ``part`` (resuming after its ``received`` bytes where the server honours
-    a ``Range`` request, else from the start), verify it, and rename it to ``dest``."""
+    a ``Range`` request, else from the start), verify it (a file without checksum: only a known
+    size), and rename it to ``dest``."""
     request = urllib.request.Request(url)
     if part.received:
         request.add_header("Range", f"bytes={part.received}-")
@@ -237,7 +266,7 @@ def _download(url: str, file: RemoteFile, dest: Path, part: _Part, *, progress: 
         with (
             open(part.path, "ab") as out,
             tqdm(
-                total=total,
+                total=total if total is not None else file.size,
                 initial=part.received,
                 unit="B",
                 unit_scale=True,
@@ -257,7 +286,7 @@ def _download(url: str, file: RemoteFile, dest: Path, part: _Part, *, progress: 
     if expected is not None and part.received < expected:
         raise TruncatedDownload(f"the transfer broke off after {part.received} of {expected} bytes")
     actual = part.md5.hexdigest()
-    if file.sha256 or file.size is not None:
+    if file.sha256 or file.size is not None or not file.has_checksum:
         problem = None
         if file.size is not None and part.received != file.size:
             problem = f"size mismatch: expected {file.size} bytes, got {part.received}"
@@ -292,6 +321,24 @@ def _reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
+def _is_transient(err: BaseException) -> bool:
+    """Whether another try of the same mirror may succeed: a broken-off transfer or a busy server."""
+    if isinstance(err, urllib.error.HTTPError):
+        return err.code in _TRANSIENT_HTTP
+    return isinstance(err, _TRANSIENT)
+
+
+def _wait(err: BaseException, attempt: int, *, backoff: float, max_wait: float) -> float:
+    """Seconds to wait before the try after ``attempt`` failed with ``err``: none after a broken-off
+    transfer; after a busy server's answer the integer ``Retry-After`` it sent, else
+    ``backoff * 2 ** (attempt - 1)``; at most ``max_wait``."""
+    if not isinstance(err, urllib.error.HTTPError):
+        return 0.0
+    retry_after = (err.headers.get("Retry-After") if err.headers is not None else None) or ""
+    wait = int(retry_after.strip()) if retry_after.strip().isdigit() else backoff * 2 ** (attempt - 1)
+    return max(0.0, min(wait, max_wait))
+
+
 def fetch(
     file: RemoteFile,
     root: Path,
@@ -301,10 +348,14 @@ def fetch(
     timeout: float = 60,
     also_in: Sequence[Path | str] = (),
     attempts: int = 3,
+    backoff: float = 5.0,
+    max_wait: float = 300.0,
 ) -> Path:
     """Return a verified copy of ``file``, downloading it to ``root / file.name`` from the first
-    good mirror when none is present; a mirror whose transfer breaks off is tried ``attempts``
-    times.
+    good mirror when none is present; a mirror whose transfer breaks off, or that answers HTTP 429,
+    500, 502, 503 or 504, is tried ``attempts`` times. After such an answer the next try waits
+    ``backoff * 2 ** (attempt - 1)`` seconds, or the server's integer ``Retry-After``, at most
+    ``max_wait`` seconds (each wait is printed to stderr).
 
     Present copies are looked for in ``root``, then in each of ``also_in``: the archive
     ``file.name``, then the uncompressed :attr:`RemoteFile.raw_name`. The first one present is
@@ -335,12 +386,26 @@ def fetch(
     part = _Part(dest)
     try:
         if _from_mirrors(
-            file, dest, part, mirrors, failures, progress=progress, timeout=timeout, attempts=attempts
+            file,
+            dest,
+            part,
+            mirrors,
+            failures,
+            progress=progress,
+            timeout=timeout,
+            attempts=attempts,
+            backoff=backoff,
+            max_wait=max_wait,
         ):
             return dest
     finally:
         part.path.unlink(missing_ok=True)
-    checksum = f"MD5 {file.md5}" if file.md5 else f"SHA-256 {file.sha256}"
+    if file.md5:
+        checksum = f"MD5 {file.md5}"
+    elif file.sha256:
+        checksum = f"SHA-256 {file.sha256}"
+    else:
+        checksum = f"no published checksum; verified by {file.verified_by}"
     raise DownloadError(
         f"Could not download {file.name} ({checksum}) from any mirror:\n"
         + "\n".join(failures)
@@ -358,9 +423,13 @@ def _from_mirrors(
     progress: bool,
     timeout: float,
     attempts: int,
+    backoff: float = 5.0,
+    max_wait: float = 300.0,
 ) -> bool:
     """Try each mirror in turn until one delivers ``file`` to ``dest`` (then ``True``); note each
-    failure in ``failures``."""
+    failure in ``failures``. A transient failure (see :func:`_is_transient`) is tried again, up to
+    ``attempts`` tries per mirror, keeping the bytes in ``part`` so that the next try resumes;
+    after a busy server's answer the next try waits (see :func:`_wait`)."""
     for mirror in mirrors:
         url = _url(mirror, file.name)
         if part.received:  # never mix the bytes of two mirrors
@@ -368,18 +437,23 @@ def _from_mirrors(
         for attempt in range(1, attempts + 1):
             try:
                 _download(url, file, dest, part, progress=progress, timeout=timeout)
-            except _TRANSIENT as err:
-                if attempt < attempts:
-                    print(
-                        f"{url}: {_reason(err)}; trying again ({attempt + 1} of {attempts})", file=sys.stderr
-                    )
-                    continue
-                failures.append(f"  {url}: {_reason(err)} ({attempts} tries)")
             except (OSError, ValueError, http.client.HTTPException, DownloadError) as err:
-                failures.append(f"  {url}: {_reason(err)}")
+                if not _is_transient(err):
+                    failures.append(f"  {url}: {_reason(err)}")
+                    break
+                if attempt == attempts:
+                    failures.append(f"  {url}: {_reason(err)} ({attempts} tries)")
+                    break
+                wait = _wait(err, attempt, backoff=backoff, max_wait=max_wait)
+                after = f" in {wait:g} s" if wait else ""
+                print(
+                    f"{url}: {_reason(err)}; trying again{after} ({attempt + 1} of {attempts})",
+                    file=sys.stderr,
+                )
+                if wait:
+                    time.sleep(wait)
             else:
                 return True
-            break
     return False
 
 
@@ -392,9 +466,21 @@ def fetch_all(
     timeout: float = 60,
     also_in: Sequence[Path | str] = (),
     attempts: int = 3,
+    backoff: float = 5.0,
+    max_wait: float = 300.0,
 ) -> list[Path]:
     """Fetch each of ``files`` into ``root`` (see :func:`fetch`); return the paths in order."""
     return [
-        fetch(f, root, mirrors, progress=progress, timeout=timeout, also_in=also_in, attempts=attempts)
+        fetch(
+            f,
+            root,
+            mirrors,
+            progress=progress,
+            timeout=timeout,
+            also_in=also_in,
+            attempts=attempts,
+            backoff=backoff,
+            max_wait=max_wait,
+        )
         for f in files
     ]
