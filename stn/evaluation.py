@@ -6,15 +6,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from stn.config import load_splits, resolve_run_config, task_spec, test_set_key
 from stn.devices import resolve_device
-from stn.invariance import predicted_angles, rotation_undone
+from stn.invariance import full_turn, predicted_angles, rotation_responses, rotation_undone
 from stn.io import load_torch_verified, save_json, save_torch_verified
 from stn.networks import STNetwork
-from stn.statistics import pose_spread
+from stn.statistics import circular_mean, medoid_spread, pose_spread, wrap_degrees
 from stn.training import load_checkpoint
 
 
@@ -122,3 +123,63 @@ def evaluate(
     if out is not None:
         save_json(metrics, out)
     return metrics
+
+
+PREDICTED_ANGLE_BINS = 72  # 5° bins of the predicted angle in the rotation analysis
+SPREAD_PERIODS = (360, 180)
+
+
+def summarise_rotations(predicted: np.ndarray, angles: tuple[float, ...]) -> dict[str, Any]:
+    """The rotation analysis of :func:`stn.invariance.rotation_responses`'s ``predicted``
+    (N, A) angles at the applied ``angles``: per applied angle, the circular mean and the
+    histogram of the predicted angle; the residual (applied + predicted) pose's medoid spread
+    (:func:`stn.statistics.medoid_spread`), averaged over the images, modulo 360° (the distance
+    of two rotations) and modulo 180° (the authors' measure, under which an image turned upside
+    down counts as aligned); and the spread of a transformer that ignores rotations, for scale."""
+    applied = np.asarray(angles, dtype=float)
+    predicted = wrap_degrees(predicted)
+    residual = wrap_degrees(applied + predicted)
+    edges = np.linspace(-180.0, 180.0, PREDICTED_ANGLE_BINS + 1)
+    histogram = np.stack([np.histogram(predicted[:, j], bins=edges)[0] for j in range(len(applied))])
+    return {
+        "angles": applied.tolist(),
+        "images": len(predicted),
+        "predicted_mean": circular_mean(predicted, axis=0).tolist(),
+        "predicted_edges": edges.tolist(),
+        "predicted_histogram": histogram.tolist(),
+        "spread": {str(p): float(medoid_spread(residual, p).mean()) for p in SPREAD_PERIODS},
+        "spread_ignoring": {str(p): float(medoid_spread(applied[None], p)[0]) for p in SPREAD_PERIODS},
+    }
+
+
+def analyse_rotations(
+    checkpoint: Path | str,
+    test_set: Path | str,
+    out: Path | str | None = None,
+    angles: int = 17,
+    images: int | None = None,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """The authors' rotation analysis of a trained network: every test image (the first
+    ``images``, or all) rotated to ``angles`` angles over [-180, 180), the rotation its
+    transformers apply read from the composed warp (:func:`summarise_rotations`); written as
+    JSON to ``out``."""
+    dev = resolve_device(device, claim=False)
+    model, content = load_checkpoint(checkpoint, dev)
+    config = content["config"]
+    test = load_test_set(test_set, config)
+    subset = slice(0, images)
+    poses = test["poses"][subset] if model.needs_pose else None
+    turn = full_turn(angles)
+    predicted = rotation_responses(
+        model, test["images"][subset], turn, poses, config["train"]["eval_batch_size"]
+    ).numpy()
+    result = {
+        "network": config["model"]["network"],
+        "task": config["task"]["name"],
+        "seed": config["seed"],
+        **summarise_rotations(predicted, turn),
+    }
+    if out is not None:
+        save_json(result, out)
+    return result

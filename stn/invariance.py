@@ -196,3 +196,49 @@ def rotation_undone(
     centred = torch.stack(predicted, dim=1)
     centred = centred - centred.mean(dim=1, keepdim=True)
     return float(-(centred * applied).sum() / (applied.square().sum() * len(images)))
+
+
+def full_turn(count: int) -> tuple[float, ...]:
+    """``count`` angles evenly over [-180, 180): ``numpy.linspace(-180, 180, count, endpoint=False)``."""
+    if count < 2:
+        raise ValueError(f"a full turn needs at least 2 angles, got {count}")
+    return tuple(-180.0 + 360.0 * k / count for k in range(count))
+
+
+FULL_TURN_ANGLES = full_turn(17)
+"""The authors' rotation analysis (Plankton): 17 angles, 360/17 ≈ 21.2° apart."""
+
+
+@torch.no_grad()
+def rotation_responses(
+    model: STNetwork,
+    images: Tensor,
+    angles: tuple[float, ...] = FULL_TURN_ANGLES,
+    poses: Tensor | None = None,
+    batch_size: int = 512,
+    padding_mode: str = "zeros",
+) -> Tensor:
+    """The rotation (degrees, :func:`predicted_angles`) the network applies to each image
+    rotated by each of ``angles``: (N, A). A transformer that compensates every rotation
+    predicts ``-angle`` plus the image's own pose. ``images`` (N, C, H, W), uint8 or float in
+    [0, 1], on any device (batches move to the model's); rotated copies are filled with
+    ``padding_mode`` (zeros: as the Plankton augmentation fills). ``poses`` (the images' own
+    poses) are needed by oracle transformers: a rotated copy's pose is its rotation undone,
+    then the image's pose."""
+    if not model.spec.transformers:
+        raise ValueError(f"{model.spec.name} has no spatial transformer whose angle could be read")
+    model.eval()
+    device = next(model.parameters()).device
+    rows = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size].to(device)
+        batch = batch.float() / 255.0 if batch.dtype == torch.uint8 else batch
+        pose = None if poses is None else poses[start : start + batch_size].to(device)
+        columns = []
+        for angle in angles:
+            theta = transformation("rotation", angle, len(batch), device)
+            rotated_pose = None if pose is None else compose(invert(theta), pose)
+            thetas = model.run(transformed(batch, theta, padding_mode), rotated_pose).thetas
+            columns.append(rotation_angle(first_warp(thetas)).cpu())
+        rows.append(torch.stack(columns, dim=1))
+    return torch.cat(rows)

@@ -478,3 +478,75 @@ def proof_figure(realignments: dict[str, dict[float, Realignment]], channels: in
     errors.yaxis.tick_right()
     errors.legend(fontsize=7, title="aligned", title_fontsize=7)
     save_figure(figure, stem)
+
+
+def rotation_figure(analyses: Sequence[dict], networks: Sequence[str], stem: Path | str) -> None:
+    """The authors' rotation analysis (:func:`stn.evaluation.analyse_rotations`), one row of
+    panels per kind of network (STN-CX, STN-DLX, STN-SLX, iterative STN-SLXx2) and one column per
+    depth: the predicted angle against the applied one (each applied angle's histogram over
+    images and seeds, normalised; the dotted line is full compensation, predicted = -applied).
+    Below, the medoid spread of the residual pose against depth: modulo 360° (solid) and the
+    authors' modulo 180° (dashed), mean and 95% t-interval over seeds; grey lines mark a
+    transformer that ignores rotations."""
+    kinds = {network: _depth_and_kind(network) for network in networks if network != "CNN"}
+    by_network: dict[str, list[dict]] = {network: [] for network in kinds}
+    for analysis in analyses:
+        if analysis["network"] in by_network:
+            by_network[analysis["network"]].append(analysis)
+    missing = [network for network, runs in by_network.items() if not runs]
+    if missing:
+        raise ValueError(f"no rotation analysis for {missing}")
+    rows = list(dict.fromkeys(kind for _, kind in kinds.values()))
+    depths = sorted({depth for depth, _ in kinds.values()})
+    figure = plt.figure(figsize=(1.9 * len(depths) + 0.8, 1.9 * len(rows) + 3.2))
+    grid = figure.add_gridspec(len(rows) + 1, len(depths), height_ratios=[1] * len(rows) + [1.6])
+    for network, (depth, kind) in kinds.items():
+        runs = by_network[network]
+        axis = figure.add_subplot(grid[rows.index(kind), depths.index(depth)])
+        applied = np.asarray(runs[0]["angles"])
+        step = 360.0 / len(applied)
+        counts = np.sum([np.asarray(r["predicted_histogram"], dtype=float) for r in runs], axis=0)
+        counts /= counts.sum(axis=1, keepdims=True).clip(min=1)
+        axis.pcolormesh(
+            np.append(applied, applied[-1] + step) - step / 2,
+            np.asarray(runs[0]["predicted_edges"]),
+            counts.T,
+            cmap="Blues",
+            vmin=0,
+        )
+        axis.scatter(applied, (-applied + 180) % 360 - 180, s=3, color="tab:red", zorder=3)
+        spread = np.mean([r["spread"]["360"] for r in runs])
+        axis.set_title(f"{network}\nspread {spread:.0f}°", fontsize=8)
+        axis.set_xlim(-180, 180)
+        axis.set_ylim(-180, 180)
+        axis.set_xticks([-180, 0, 180])
+        axis.set_yticks([-180, 0, 180])
+        axis.tick_params(labelsize=6)
+        if depth == min(d for d, k in kinds.values() if k == kind):
+            axis.set_ylabel(f"{kind}\npredicted (°)", fontsize=7)
+        if rows.index(kind) == len(rows) - 1:
+            axis.set_xlabel("applied (°)", fontsize=7)
+    summary = figure.add_subplot(grid[len(rows), :])
+    for kind, colour in zip(rows, sns.color_palette(n_colors=len(rows)), strict=True):
+        members = sorted((depth, network) for network, (depth, k) in kinds.items() if k == kind)
+        for period, style in (("360", "-"), ("180", "--")):
+            intervals = [t_interval([r["spread"][period] for r in by_network[n]]) for _, n in members]
+            summary.errorbar(
+                [depth for depth, _ in members],
+                [i.mean for i in intervals],
+                yerr=[i.half_width or 0.0 for i in intervals],
+                color=colour,
+                linestyle=style if "x" not in kind else ":",
+                marker="o" if period == "360" else "s",
+                capsize=3,
+                label=f"{kind} (mod {period}°)",
+            )
+    ignoring = next(iter(by_network.values()))[0]["spread_ignoring"]
+    for period, style in (("360", "-"), ("180", "--")):
+        summary.axhline(ignoring[period], color="grey", linestyle=style, linewidth=1)
+    summary.set_xticks(depths)
+    summary.set_xlabel("depth of the transformer (0: the input)")
+    summary.set_ylabel("residual pose spread (°)")
+    summary.legend(fontsize=6, ncol=2)
+    figure.tight_layout()
+    save_figure(figure, stem)

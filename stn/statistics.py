@@ -68,3 +68,34 @@ def pose_spread(residual: Sequence[float], labels: Sequence[int]) -> float:
     res, lab = np.asarray(residual, dtype=float), np.asarray(labels)
     spreads = [np.sqrt(np.square(res[lab == c] - res[lab == c].mean()).mean()) for c in np.unique(lab)]
     return float(np.mean(spreads))
+
+
+def wrap_degrees(angles: np.ndarray | float, period: float = 360.0) -> np.ndarray:
+    """Angles moved into ``[-period / 2, period / 2)``."""
+    return (np.asarray(angles, dtype=float) + period / 2) % period - period / 2
+
+
+def angular_distance(a: np.ndarray | float, b: np.ndarray | float, period: float = 360.0) -> np.ndarray:
+    """The distance of two angles (degrees) on a circle of ``period`` degrees, in [0, period / 2].
+
+    Rotations are periodic in 360°: ``period=360`` is the distance of two rotations. The
+    authors measured modulo 180°, where a residual of 180° (an upside-down result) counts as 0."""
+    return np.abs(wrap_degrees(np.asarray(a, dtype=float) - b, period))
+
+
+def medoid_spread(residuals: np.ndarray, period: float = 360.0) -> np.ndarray:
+    """Per row of ``residuals`` (N, A), the mean :func:`angular_distance` of its medoid (the
+    entry closest, in sum, to the others) to the other ``A - 1`` entries. 0: every rotated copy
+    of an image ends in one pose; residuals spread evenly over the circle give the most."""
+    res = np.asarray(residuals, dtype=float)
+    if res.ndim != 2 or res.shape[1] < 2:
+        raise ValueError(f"medoid_spread needs residuals of shape (N, A) with A >= 2, got {res.shape}")
+    distances = angular_distance(res[:, :, None], res[:, None, :], period)  # (N, A, A)
+    return distances.sum(axis=2).min(axis=1) / (res.shape[1] - 1)
+
+
+def circular_mean(angles: np.ndarray, axis: int = 0) -> np.ndarray:
+    """The mean direction (degrees, in [-180, 180)) of ``angles`` along ``axis``."""
+    rad = np.deg2rad(np.asarray(angles, dtype=float))
+    mean = np.arctan2(np.sin(rad).mean(axis=axis), np.cos(rad).mean(axis=axis))
+    return wrap_degrees(np.rad2deg(mean))

@@ -2,14 +2,17 @@ import pytest
 import torch
 
 from stn import build_network
-from stn.geometry import affine_matrix, invert
+from stn.evaluation import summarise_rotations
+from stn.geometry import affine_matrix, compose, identity, invert, rotation_angle
 from stn.invariance import (
+    FULL_TURN_ANGLES,
     ROTATION_PROBE_ANGLES,
     _transformers_in_order,
     oracle,
     oracle_output_change,
     output_change,
     predicted_angles,
+    rotation_responses,
     rotation_undone,
     transformation,
     transformed,
@@ -116,3 +119,46 @@ def test_oracle_network_undoes_every_probe_rotation_given_the_poses(images):
     torch.testing.assert_close(predicted, -applied, atol=1e-3, rtol=0)
     assert deming_slope(applied.numpy(), predicted.numpy()) == pytest.approx(-1.0, abs=1e-4)
     assert pose_spread((applied + predicted).numpy(), [0] * len(images)) < 1e-3
+
+
+@pytest.mark.parametrize("angle", [-179.0, -135.0, -22.5, 0.0, 60.0, 179.0])
+def test_angle_is_read_from_constructed_matrices(angle):
+    """``-atan2(a01 - a10, a00 + a11)``: the rotation of a similarity, whatever its scale and
+    translation, and of the rotation part of a composed warp; a half turn reads as -180."""
+    theta = affine_matrix(torch.tensor([angle]), 1.7, tx=0.3, ty=-0.2)
+    a = theta[0]
+    by_formula = -torch.rad2deg(torch.atan2(a[0, 1] - a[1, 0], a[0, 0] + a[1, 1]))
+    assert rotation_angle(theta).item() == pytest.approx(angle, abs=1e-4)
+    assert by_formula.item() == pytest.approx(angle, abs=1e-4)
+    twice = compose(theta, affine_matrix(torch.tensor([angle]), 0.5))
+    assert rotation_angle(twice).item() == pytest.approx((2 * angle + 180) % 360 - 180, abs=1e-3)
+    assert rotation_angle(affine_matrix(torch.tensor([180.0]))).abs().item() == pytest.approx(180.0, abs=1e-4)
+
+
+def test_full_turn_is_numpy_linspace_without_endpoint():
+    np = pytest.importorskip("numpy")
+    np.testing.assert_allclose(FULL_TURN_ANGLES, np.linspace(-180, 180, 17, endpoint=False))
+
+
+def test_rotation_responses_of_an_oracle_compensate_and_of_the_identity_do_not(images):
+    """An oracle transformer given each image's pose predicts minus every applied angle (a
+    residual spread of 0); an untrained transformer (the identity) ignores the rotations (the
+    spread of residuals evenly over the circle)."""
+    angles = FULL_TURN_ANGLES
+    oracle_model = build_network("STN-C0-oracle", "mnist").eval()
+    predicted = rotation_responses(oracle_model, images[:6], angles, poses=identity(6), batch_size=4)
+    assert predicted.shape == (6, len(angles))
+    wrapped = (-torch.tensor(angles) + 180) % 360 - 180
+    assert torch.allclose(((predicted - wrapped + 180) % 360 - 180), torch.zeros(()), atol=1e-3)
+    summary = summarise_rotations(predicted.numpy(), angles)
+    assert summary["spread"]["360"] == pytest.approx(0.0, abs=1e-3)
+    assert summary["spread"]["180"] == pytest.approx(0.0, abs=1e-3)
+    assert [sum(row) for row in summary["predicted_histogram"]] == [6] * len(angles)
+
+    untrained = rotation_responses(build_network("STN-SL1", "mnist"), images[:6], angles)
+    assert untrained.abs().max() < 1e-4
+    summary = summarise_rotations(untrained.numpy(), angles)
+    assert summary["spread"] == pytest.approx(summary["spread_ignoring"])
+    assert summary["spread"]["360"] == pytest.approx(2 * summary["spread"]["180"])
+    with pytest.raises(ValueError, match="no spatial transformer"):
+        rotation_responses(build_network("CNN", "mnist"), images[:2], angles)

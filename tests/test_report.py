@@ -8,7 +8,8 @@ import torch
 from scipy import stats
 
 from stn import build_network
-from stn.invariance import realign_feature_maps, transformation
+from stn.evaluation import summarise_rotations
+from stn.invariance import FULL_TURN_ANGLES, realign_feature_maps, transformation
 from stn.report import (
     angle_figure,
     contrast_table,
@@ -19,6 +20,7 @@ from stn.report import (
     load_metrics,
     paper_results,
     proof_figure,
+    rotation_figure,
     summary_table,
     write_table,
 )
@@ -129,3 +131,23 @@ def test_realignment_of_feature_maps_fails_where_input_alignment_is_exact(images
         assert torch.nanmean(result.input_error) < 1e-5
         assert torch.nanmean(result.features_error) > 0.3
         assert result.original.shape == result.features.shape == (len(images), 8, 10, 10)
+
+
+def test_rotation_figure_is_drawn_from_the_analyses_of_every_network(tmp_path):
+    """Panels for every kind and depth, from per-run analyses (a compensating network and one
+    that ignores rotations); a network without analyses is an error that names it."""
+    rng = np.random.default_rng(0)
+    applied = np.asarray(FULL_TURN_ANGLES)
+    networks = ["CNN", "STN-C0", "STN-C2", "STN-SL2", "STN-SL2x2"]
+    analyses = []
+    for network, share in (("STN-C0", 1.0), ("STN-C2", 0.0), ("STN-SL2", 0.9), ("STN-SL2x2", 1.0)):
+        for seed in (0, 1):
+            predicted = -share * applied + rng.normal(0, 5, (20, len(applied)))
+            analyses.append(
+                {"network": network, "seed": seed, **summarise_rotations(predicted, FULL_TURN_ANGLES)}
+            )
+    rotation_figure(analyses, networks, tmp_path / "rotation")
+    for suffix in (".png", ".pdf"):
+        assert (tmp_path / "rotation").with_suffix(suffix).stat().st_size > 1000
+    with pytest.raises(ValueError, match="STN-DL2"):
+        rotation_figure(analyses, [*networks, "STN-DL2"], tmp_path / "missing")
