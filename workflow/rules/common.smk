@@ -106,11 +106,12 @@ def check_config():
                 raise ConfigError(
                     f"config: report.tables.{table}.contrasts: {sorted(unknown)} are not rows of the table"
                 )
-    unknown = set(settings["depth_figures"]) - set(settings["tables"])
-    if unknown:
-        raise ConfigError(
-            f"config: report.depth_figures: unknown tables {sorted(unknown)}"
-        )
+    for figures in ("depth_figures", "rotation_figures"):
+        unknown = set(settings[figures]) - set(settings["tables"])
+        if unknown:
+            raise ConfigError(
+                f"config: report.{figures}: unknown tables {sorted(unknown)}"
+            )
     for task, network in runs():
         run_config(task, network, config["seeds"][0])
 
@@ -166,12 +167,24 @@ def table_metrics(table):
     ]
 
 
+def rotation_analyses(table):
+    """The rotation analyses of a table's networks with transformers, over its tasks and seeds."""
+    return [
+        f"{run_dir(task, network, seed)}/rotation.json"
+        for task in config["report"]["tables"][table]["tasks"]
+        for network in table_networks(table)
+        if network != "CNN"
+        for seed in config["seeds"]
+    ]
+
+
 def report_outputs():
     tables = config["report"]["tables"]
     stems = [f"tables/{table}{part}" for table in tables for part in ("", "_contrasts")]
     figures = [f"{table}_errors" for table in tables] + config["report"][
         "depth_figures"
     ]
+    figures += [f"{table}_rotation" for table in config["report"]["rotation_figures"]]
     figures += ["mnist_alignment"] * has_alignment_figure()
     figures += ["mnist_angles"] * has_angle_figure() + ["proof"] * has_proof_figure()
     outputs = [

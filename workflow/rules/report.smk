@@ -65,6 +65,30 @@ rule depth_figure:
         "../scripts/depth_figure.py"
 
 
+rule rotation_figure:
+    """The rotation analysis of a table's networks: predicted against applied angle, and the
+    residual pose's spread by depth."""
+    input:
+        analyses=lambda wildcards: rotation_analyses(wildcards.table),
+        code=REPORT_LIBRARY,
+    output:
+        report(
+            "results/figures/{table}_rotation.png",
+            caption="../report/rotation.rst",
+            category="Figures",
+            labels={"figure": "{table} rotation analysis"},
+        ),
+        "results/figures/{table}_rotation.pdf",
+    log:
+        "logs/report/{table}_rotation.log",
+    conda:
+        SOFTWARE
+    params:
+        networks=lambda wildcards: table_networks(wildcards.table),
+    script:
+        "../scripts/rotation_figure.py"
+
+
 ALIGNMENT = config["report"]["alignment"]
 PROOF = config["report"]["proof"]
 

@@ -1,0 +1,15 @@
+"""The rotation analysis of one checkpoint on its task's fixed test set."""
+
+from stn.evaluation import analyse_rotations
+from stn.io import output_to
+
+with output_to(snakemake.log[0]):
+    result = analyse_rotations(
+        snakemake.input.model,
+        snakemake.input.test_set,
+        snakemake.output[0],
+        angles=snakemake.params.angles,
+        images=snakemake.params.images,
+        device=snakemake.params.device,
+    )
+    print(f"{result['network']} {result['task']} seed {result['seed']}: spread {result['spread']}")
