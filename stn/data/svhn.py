@@ -59,6 +59,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from stn.data.download import RemoteFile, fetch
+from stn.data.prepared import check_arrays, fsync
 from stn.data.registry import Splits, register_dataset
 
 logger = logging.getLogger(__name__)
@@ -908,35 +909,12 @@ def _crop_split(scanned: _Scanned, images: np.ndarray, offset: int, bar: tqdm) -
         raise SVHNFormatError(f"{path}: {done} images cropped, expected {int(keep.sum())}; rerun")
 
 
-def _fsync(path: Path) -> None:
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
-
-
 def _manifest_path(out_dir: Path, group: str) -> Path:
     return out_dir / f"{group}.json"
 
 
 def _array_names(group: str) -> tuple[str, str]:
     return f"{group}_images.npy", f"{group}_labels.npy"
-
-
-def _check_arrays(out_dir: Path, manifest: dict) -> str | None:
-    """Why the arrays a manifest describes are not usable, or ``None``."""
-    for key in ("images", "labels"):
-        entry = manifest[key]
-        path = out_dir / entry["file"]
-        if not path.exists():
-            return f"{path} is missing"
-        if path.stat().st_size != entry["bytes"]:
-            return f"{path} has {path.stat().st_size} bytes, the manifest says {entry['bytes']}"
-        try:
-            array = np.load(path, mmap_mode="r")
-        except (OSError, ValueError) as err:
-            return f"{path} does not load ({err})"
-        if list(array.shape) != entry["shape"] or array.dtype != np.uint8:
-            return f"{path} holds {array.dtype} {array.shape}, the manifest says uint8 {entry['shape']}"
-    return None
 
 
 def read_manifest(out_dir: Path | str, group: str) -> dict | None:
@@ -962,7 +940,7 @@ def _up_to_date(out_dir: Path, group: str, archives: Sequence[SVHNArchive]) -> d
             and (manifest["crop_size"], manifest["enlarge"], manifest["max_digits"])
             == (CROP_SIZE, ENLARGE, MAX_DIGITS)
         )
-        if not same or _check_arrays(out_dir, manifest) is not None:
+        if not same or check_arrays(out_dir, manifest) is not None:
             return None
     except (KeyError, TypeError):
         return None
@@ -1004,7 +982,7 @@ def _prepare_group(
     labels = np.concatenate([s.labels for s in scanned]) if scanned else np.zeros((0, MAX_DIGITS), np.uint8)
     np.save(labels_tmp, labels)
     for tmp in (images_tmp, labels_tmp):
-        _fsync(tmp)
+        fsync(tmp)
     manifest = {
         "version": MANIFEST_VERSION,
         "dataset": "svhn-format1",
@@ -1032,7 +1010,7 @@ def _prepare_group(
     }
     manifest_tmp = work / "manifest.json"
     manifest_tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    _fsync(manifest_tmp)
+    fsync(manifest_tmp)
     os.replace(images_tmp, out_dir / images_name)
     os.replace(labels_tmp, out_dir / labels_name)
     os.replace(manifest_tmp, _manifest_path(out_dir, group))
@@ -1159,7 +1137,7 @@ def load_prepared(out_dir: Path | str, group: str, mode: str = "r") -> tuple[np.
             "run prepare_svhn first"
         )
     try:
-        problem = _check_arrays(out_dir, manifest)
+        problem = check_arrays(out_dir, manifest)
     except (KeyError, TypeError) as err:
         problem = f"{_manifest_path(out_dir, group)} is malformed ({err!r})"
     if problem is not None:
