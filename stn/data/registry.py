@@ -103,6 +103,7 @@ def register_dataset(name: str) -> Callable[[type], type]:
 def get_dataset(name: str) -> DataSet:
     """The registered data set ``name``."""
     import stn.data.mnist  # each data-set module registers itself
+    import stn.data.plankton
     import stn.data.svhn  # noqa: F401
 
     if name not in DATASETS:
