@@ -287,11 +287,15 @@ def format_report(report: dict[str, Any]) -> str:
     """Steps/s per run and lever, the augmentation's share, packing, and the projected hours."""
     levers = list(report["levers"])
     lines = [f"device {report['device']}, torch {report['torch']}", ""]
-    lines.append(f"{'task':<5}{'network':<16}" + "".join(f"{lever:>14}" for lever in levers))
+    task_width = max([5, *(len(entry["task"]) + 1 for entry in report["runs"])])
+    network_width = max([16, *(len(entry["network"]) + 1 for entry in report["runs"])])
+    lines.append(
+        f"{'task':<{task_width}}{'network':<{network_width}}" + "".join(f"{lever:>14}" for lever in levers)
+    )
     for entry in report["runs"]:
         rates = [entry["steps_per_s"].get(lever) for lever in levers]
-        cells = "".join(f"{rate:>14.1f}" if rate else f"{'failed':>14}" for rate in rates)
-        lines.append(f"{entry['task']:<5}{entry['network']:<16}{cells}")
+        cells = "".join(f"{rate:>14.4g}" if rate else f"{'failed':>14}" for rate in rates)
+        lines.append(f"{entry['task']:<{task_width}}{entry['network']:<{network_width}}{cells}")
     lines += ["", "steps/s; augmentation alone, ms per batch (share of each network's fp32 step):"]
     for task, aug in report["augmentation"].items():
         shares = ", ".join(f"{share:.0%}" for share in aug.get("share_of_fp32_step", []))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -86,3 +87,18 @@ def test_command_line_rejects_a_bad_config_before_measuring(tmp_path):
     config.write_text(yaml.safe_dump({**tiny_experiment(), "networks": ["STN-Q9"]}))
     with pytest.raises(SystemExit):
         main(["--config", str(config), "--device", "cpu"])
+
+
+def test_plankton_config_projects_its_device_hours():
+    """The paper's Plankton config, with a tiny backbone and batch so a CPU times it quickly:
+    every run of the grid is listed with its steps and seeds, and the grid's hours projected."""
+    experiment = yaml.safe_load((Path(__file__).parents[1] / "config" / "plankton.yaml").read_text())
+    experiment["backbones"]["plankton"]["args"] = {"channels": [2] * 10, "hidden": [4]}
+    experiment["train"]["batch_size"] = 2
+    networks = ["CNN", "STN-C10", "STN-SL4x2"]
+    report = run_benchmark(experiment, "cpu", ["fp32"], networks=networks, seconds=0.05)
+    assert [(e["task"], e["network"]) for e in report["runs"]] == [("Plankton", n) for n in networks]
+    for entry in report["runs"]:
+        assert entry["steps"] == experiment["train"]["iterations"] and entry["seeds"] == 4
+    expected = sum(e["steps"] * e["seeds"] / e["steps_per_s"]["fp32"] for e in report["runs"]) / 3600
+    assert report["projection"]["hours"]["fp32"]["sequential"] == pytest.approx(expected)
