@@ -4,15 +4,13 @@ verify, parse, crop, train, evaluate, tables and the depth figure; and the paper
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from tests.data.test_svhn import SPLITS, Mini, mini, server  # noqa: F401  (fixtures)
-from tests.workflow.test_workflow import ROOT, planned_jobs, snakemake
+from tests.workflow.test_workflow import planned_jobs, slurm_plan, snakemake
 
 
 def svhn_experiment(mirror: str, generated: Mini) -> dict:
@@ -71,13 +69,8 @@ def test_svhn_dag_runs_end_to_end_on_generated_archives(tmp_path, mini, server):
 
 
 def test_paper_svhn_config_plans_every_run_with_one_gpu_each(tmp_path):
-    experiment = yaml.safe_load((ROOT / "config" / "svhn.yaml").read_text())
-    result = snakemake(tmp_path, experiment, "--dry-run", "--profile", str(ROOT / "profiles" / "slurm"))
-    text = result.stdout + result.stderr
-    stats = text[text.index("Job stats") :]
-    jobs = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.MULTILINE) if m[1] != "total"}
+    experiment, jobs, train_blocks = slurm_plan(tmp_path, "svhn")
     networks = len(experiment["networks"]) + len(experiment["report"]["tables"]["svhn_depth"]["networks"])
     assert jobs["train"] == jobs["evaluate"] == networks * len(experiment["seeds"]) == 48
     assert jobs["download"] == 3 and jobs["prepare_data"] == 1
-    train_blocks = [b for b in re.split(r"\n\n", text) if re.search(r"^rule train:", b, re.MULTILINE)]
     assert len(train_blocks) == 48 and all("gpu=1" in b for b in train_blocks)

@@ -78,6 +78,18 @@ def planned_jobs(directory: Path, config: dict, *args: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE) if m[1] != "total"}
 
 
+def slurm_plan(directory: Path, config_name: str) -> tuple[dict, dict[str, int], list[str]]:
+    """A dry run of ``config/<config_name>.yaml`` under the SLURM profile: the experiment, rule
+    name -> planned jobs, and the planned train jobs' descriptions."""
+    experiment = yaml.safe_load((ROOT / "config" / f"{config_name}.yaml").read_text())
+    result = snakemake(directory, experiment, "--dry-run", "--profile", str(ROOT / "profiles" / "slurm"))
+    text = result.stdout + result.stderr
+    stats = text[text.index("Job stats") :]
+    jobs = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.MULTILINE) if m[1] != "total"}
+    train = [b for b in re.split(r"\n\n", text) if re.search(r"^rule train:", b, re.MULTILINE)]
+    return experiment, jobs, train
+
+
 ORACLE_RUNS = 2  # STN-C0-oracle and STN-C1-oracle on R; the table's CNN runs anyway
 
 
