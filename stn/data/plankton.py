@@ -90,6 +90,16 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError
 _COPY_ROWS = 4096
 
 
+DEFAULTS = {"images": None, "classes": CLASSES, "image_size": IMAGE_SIZE}
+"""The Plankton keys of a ``data`` section where it leaves them out (the run schema gives them no
+default, so other data sets' run configs do not carry them)."""
+
+
+def with_defaults(data: Mapping) -> dict:
+    """A ``data`` section with :data:`DEFAULTS` filled in."""
+    return {**DEFAULTS, **data}
+
+
 class PlanktonFormatError(ValueError):
     """A PlanktonSet source that is broken or not what the run's ``data`` section expects."""
 
@@ -367,6 +377,7 @@ def prepare_plankton(data: Mapping, *, progress: bool = True) -> dict:
             ``data["images"]``, an archive is broken, or a class has no readable image.
         stn.data.download.DownloadError: no source is present and the download failed.
     """
+    data = with_defaults(data)
     root = Path(data["root"])
     source = find_source(root) or download_plankton(root, plankton_mirrors(data), progress=progress)
     digest = sha256sum(source)
@@ -572,6 +583,7 @@ class Plankton:
     def train_size(self, data: dict) -> int:
         """From the prepared manifest (the split keeps ``n - round(n * test_fraction)`` of each
         class), else estimated from ``data["images"]`` or the NCEI set's reported size."""
+        data = with_defaults(data)
         manifest = read_manifest(_out_dir(data))
         fraction = data["test_fraction"]
         if manifest is not None and manifest.get("image_size") == data["image_size"] and "counts" in manifest:

@@ -37,7 +37,10 @@ from stn.data.plankton import (
     split_path,
 )
 from stn.data.registry import get_dataset
+from stn.evaluation import analyse_rotations, evaluate, load_test_set, prepare_test_set
 from stn.geometry import identity, rotation_angle, warp
+from stn.training import train
+from tests.conftest import tiny_config
 from tests.local_http import serve
 
 # (height, width) of each image per class; the names sort in this order within a class
@@ -541,3 +544,43 @@ def test_the_registry_and_the_run_config(tmp_path):
     images, labels = dataset.random_images(6, torch.Generator().manual_seed(0))
     assert images.shape == (6, 95, 95) and images.dtype == torch.uint8
     assert labels.shape == (6,) and labels.min() >= 0 and labels.max() < 121
+    # other data sets' run configs get no Plankton keys (their test-set keys stay as they were)
+    mnist = resolve_run_config(tiny_config())
+    assert not {"images", "classes", "image_size"} & set(mnist["data"])
+    assert not {"shear", "flip"} & set(mnist["task"])
+
+
+@pytest.mark.parametrize("network", ["STN-C0-oracle", "STN-SL2x2"])
+def test_train_evaluate_and_analyse_rotations_end_to_end(tmp_path, mini, network):
+    """A tiny network trained on the placed miniature under the paper's augmentation, evaluated,
+    and its rotations analysed; the oracle reads the exact undo of every augmentation."""
+    place(tmp_path / "plankton", "tree", mini.members)
+    config = {
+        "seed": 0,
+        "device": "cpu",
+        "data": data_for(tmp_path / "plankton"),
+        "task": {"name": "Plankton", **PAPER, "canvas": SIZE, "translation": 3, "flip": 0.5},
+        "model": {
+            "network": network,
+            "backbone": "plankton",
+            "backbone_args": {"channels": [4] * 4, "pool_after": [2, 4], "hidden": [8], "num_classes": 3},
+        },
+        "train": {
+            "batch_size": 4,
+            "epochs": None,
+            "iterations": 3,
+            "checkpoint_every": 2,
+            "eval_batch_size": 2,
+        },
+    }
+    stats = train(config, tmp_path / "model.pt", progress=False)
+    assert stats["steps"] == 3 and np.isfinite(stats["final_loss"])
+    test_path = prepare_test_set(config, tmp_path / "test.pt")
+    metrics = evaluate(tmp_path / "model.pt", test_path, device="cpu")
+    assert metrics["test_size"] == len(load_test_set(test_path, resolve_run_config(config))["labels"])
+    assert 0 <= metrics["test_error"] <= 100 and metrics["rotation_undone"] is not None
+    analysis = analyse_rotations(tmp_path / "model.pt", test_path, angles=17, images=3, device="cpu")
+    assert analysis["images"] == 3 and len(analysis["predicted_mean"]) == 17
+    if network.endswith("oracle"):  # the oracle compensates every rotation exactly
+        assert metrics["rotation_undone"] == pytest.approx(1.0, abs=1e-3)
+        assert analysis["spread"]["360"] == pytest.approx(0.0, abs=0.1)
