@@ -106,8 +106,9 @@ def evaluate(
         probe = slice(0, ROTATION_PROBE_IMAGES)
         images = test["images"][probe].to(dev).float() / 255.0
         undone = rotation_undone(model, images, poses=None if poses is None else poses[probe])
-        predicted = predicted_angles(model, test["images"], poses, batch_size)
-        spread = pose_spread((test["params"]["angle"] + predicted).numpy(), test["labels"].numpy())
+        if test["params"]["angle"].abs().max() > 0:  # the test images are rotated: how far back?
+            predicted = predicted_angles(model, test["images"], poses, batch_size)
+            spread = pose_spread((test["params"]["angle"] + predicted).numpy(), test["labels"].numpy())
     metrics = {
         "network": config["model"]["network"],
         "task": config["task"]["name"],

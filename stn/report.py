@@ -480,6 +480,41 @@ def proof_figure(realignments: dict[str, dict[float, Realignment]], channels: in
     save_figure(figure, stem)
 
 
+def rotation_table(analyses: Sequence[dict], networks: Sequence[str]) -> pd.DataFrame:
+    """Per network with transformers, the residual pose's medoid spread (degrees) of the rotation
+    analysis, modulo 360 and 180: mean and 95% t-interval half-width over seeds, and the seeds."""
+    rows = {}
+    for network in networks:
+        runs = [a for a in analyses if a["network"] == network]
+        if not runs:
+            continue
+        row = {}
+        for period in ("360", "180"):
+            interval = t_interval([r["spread"][period] for r in runs])
+            row[f"spread{period}_mean"], row[f"spread{period}_ci95"] = interval.mean, interval.half_width
+        rows[network] = row | {"seeds": len(runs), "ignoring360": runs[0]["spread_ignoring"]["360"]}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "network"
+    return table
+
+
+def format_rotation_table(table: pd.DataFrame, latex: bool = False) -> pd.DataFrame:
+    """``mean ± 95% CI (n)`` of the spread modulo 360° and modulo 180°."""
+    pm = r"$\pm$" if latex else "±"
+    return pd.DataFrame(
+        {
+            f"spread mod {period}°": [
+                _interval_cell(m, c, n, pm, "{:.1f}")
+                for m, c, n in zip(
+                    table[f"spread{period}_mean"], table[f"spread{period}_ci95"], table["seeds"], strict=True
+                )
+            ]
+            for period in ("360", "180")
+        },
+        index=table.index,
+    )
+
+
 def rotation_figure(analyses: Sequence[dict], networks: Sequence[str], stem: Path | str) -> None:
     """The authors' rotation analysis (:func:`stn.evaluation.analyse_rotations`), one row of
     panels per kind of network (STN-CX, STN-DLX, STN-SLX, iterative STN-SLXx2) and one column per

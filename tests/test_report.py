@@ -16,11 +16,13 @@ from stn.report import (
     depth_figure,
     error_figure,
     format_contrasts,
+    format_rotation_table,
     format_table,
     load_metrics,
     paper_results,
     proof_figure,
     rotation_figure,
+    rotation_table,
     summary_table,
     write_table,
 )
@@ -151,3 +153,12 @@ def test_rotation_figure_is_drawn_from_the_analyses_of_every_network(tmp_path):
         assert (tmp_path / "rotation").with_suffix(suffix).stat().st_size > 1000
     with pytest.raises(ValueError, match="STN-DL2"):
         rotation_figure(analyses, [*networks, "STN-DL2"], tmp_path / "missing")
+    table = rotation_table(analyses, networks)
+    assert list(table.index) == networks[1:] and (table["seeds"] == 2).all()
+    compensating, ignoring = table.loc["STN-C0"], table.loc["STN-C2"]
+    assert (
+        compensating["spread360_mean"] < 10 < 80 < ignoring["spread360_mean"] <= ignoring["ignoring360"] + 1
+    )
+    spreads = [a["spread"]["180"] for a in analyses if a["network"] == "STN-C2"]
+    assert ignoring["spread180_mean"] == pytest.approx(np.mean(spreads))
+    assert format_rotation_table(table).loc["STN-C2", "spread mod 360°"].endswith("(n=2)")

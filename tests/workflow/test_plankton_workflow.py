@@ -127,6 +127,9 @@ def test_plankton_dag_runs_end_to_end_on_a_generated_planktonset(tmp_path):
     for stem in ("plankton", "plankton_rotation", "plankton_errors"):
         for ext in ("png", "pdf"):
             assert (work / f"results/figures/{stem}.{ext}").stat().st_size > 0
+    spreads = pd.read_csv(work / "results/tables/plankton_rotation.csv", index_col=0)
+    assert list(spreads.index) == NETWORKS[1:]  # every network with a transformer
+    assert "mod 180°" in (work / "results/tables/plankton_rotation.md").read_text()
     rotation = json.loads((work / "results/runs/Plankton/STN-SL2x2/seed0/rotation.json").read_text())
     assert rotation["images"] == 4 and len(rotation["angles"]) == 17
     assert set(rotation["spread"]) == {"360", "180"}
@@ -142,5 +145,5 @@ def test_paper_plankton_config_plans_every_run_with_one_gpu_each(tmp_path):
     assert runs == 64
     assert jobs["train"] == jobs["evaluate"] == runs
     assert jobs["rotation_analysis"] == runs - len(experiment["seeds"])  # every network but the CNN
-    assert jobs["download"] == 1 and jobs["prepare_data"] == 1 and jobs["rotation_figure"] == 1
+    assert jobs["download"] == 1 and jobs["prepare_data"] == 1 and jobs["rotation_report"] == 1
     assert len(train_blocks) == runs and all("gpu=1" in b for b in train_blocks)

@@ -65,20 +65,27 @@ rule depth_figure:
         "../scripts/depth_figure.py"
 
 
-rule rotation_figure:
+rule rotation_report:
     """The rotation analysis of a table's networks: predicted against applied angle, and the
-    residual pose's spread by depth."""
+    residual pose's spread by depth (a figure), and the spreads over seeds (a table)."""
     input:
         analyses=lambda wildcards: rotation_analyses(wildcards.table),
         code=REPORT_LIBRARY,
     output:
-        report(
+        figure=report(
             "results/figures/{table}_rotation.png",
             caption="../report/rotation.rst",
             category="Figures",
             labels={"figure": "{table} rotation analysis"},
         ),
-        "results/figures/{table}_rotation.pdf",
+        figure_pdf="results/figures/{table}_rotation.pdf",
+        table=report(
+            "results/tables/{table}_rotation.html",
+            caption="../report/rotation_table.rst",
+            category="Tables",
+            labels={"table": "{table} rotation analysis"},
+        ),
+        table_files=multiext("results/tables/{table}_rotation", ".csv", ".md", ".tex"),
     log:
         "logs/report/{table}_rotation.log",
     conda:
@@ -86,7 +93,7 @@ rule rotation_figure:
     params:
         networks=lambda wildcards: table_networks(wildcards.table),
     script:
-        "../scripts/rotation_figure.py"
+        "../scripts/rotation_report.py"
 
 
 ALIGNMENT = config["report"]["alignment"]

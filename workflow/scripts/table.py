@@ -24,7 +24,8 @@ with output_to(snakemake.log[0]):
         "where the paper reports the value, the paper's error and our mean minus the paper's; "
         "for rotated tasks, undone: the share of an applied rotation that the transformer undoes "
         "(1: every copy to one pose, 0: none), and spread: the residual pose spread in degrees "
-        "(0: every digit of a class ends in one pose; about 52 when rotations are ignored)."
+        "(0: every image of a class ends in one pose; on MNIST R about 52 when rotations are "
+        "ignored; none where the test images are not rotated)."
     )
     write_table(
         table, partial(format_table, table, tasks), Path(snakemake.output.table).with_suffix(""), caption

@@ -1,0 +1,27 @@
+"""The rotation analysis of a table's networks: the figure and the table of spreads."""
+
+import json
+from functools import partial
+from pathlib import Path
+
+from stn.io import output_to
+from stn.report import format_rotation_table, rotation_figure, rotation_table, write_table
+
+with output_to(snakemake.log[0]):
+    analyses = [json.loads(Path(path).read_text()) for path in snakemake.input.analyses]
+    networks = snakemake.params.networks
+    rotation_figure(analyses, networks, Path(snakemake.output.figure).with_suffix(""))
+    table = rotation_table(analyses, networks)
+    caption = (
+        f"Rotation analysis of {snakemake.wildcards.table}: each test image rotated to "
+        f"{len(analyses[0]['angles'])} angles over [-180°, 180°); the residual pose (applied + "
+        "predicted angle) of its copies, the medoid's mean angular distance to the others, "
+        "averaged over images: mean ± half-width of the 95% t-interval over seeds (n). Modulo "
+        "360°: the distance of two rotations; modulo 180°: the authors' measure, which counts a "
+        "copy left upside down as aligned. 0: every copy in one pose; a transformer that ignores "
+        f"rotations: {table['ignoring360'].iloc[0]:.1f}° (mod 360°)."
+    )
+    write_table(
+        table, partial(format_rotation_table, table), Path(snakemake.output.table).with_suffix(""), caption
+    )
+    print(table.to_string())
