@@ -161,6 +161,15 @@ def _broken(source: Path, err: BaseException) -> PlanktonFormatError:
         KAGGLE_ZIP: "delete it and place a complete copy there",
         TREE: "make its files readable",
     }[source.name]
+    if source.is_file():
+        with open(source, "rb") as f:
+            start = f.read(512).lstrip().lower()
+        if start.startswith((b"<!doctype html", b"<html", b"<?xml", b"{")):
+            fix = (
+                "the server sent a page or a message instead of the archive (NCEI prepares its "
+                f"on-demand tarballs, and may answer so while it does); read it, {fix} later, or "
+                "place the data by hand"
+            )
     return PlanktonFormatError(f"{source}: cannot be read completely ({type(err).__name__}: {err}); {fix}")
 
 

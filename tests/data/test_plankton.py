@@ -379,6 +379,13 @@ def test_a_truncated_tarball_names_the_file_and_leaves_no_manifest(tmp_path, min
     assert not [n for n in outputs(tmp_path / "prepared") if n.startswith(".")]
 
 
+def test_a_web_page_saved_as_the_tarball_is_named_as_such(tmp_path):
+    (tmp_path / TARBALL).write_bytes(b"<!DOCTYPE html><html><body>Your order is being prepared</body></html>")
+    with pytest.raises(PlanktonFormatError, match="sent a page or a message instead of the archive"):
+        prepare_plankton(data_for(tmp_path), progress=False)
+    assert read_manifest(tmp_path / "prepared") is None
+
+
 def test_an_unreadable_jpeg_is_skipped_and_counted(tmp_path, mini, capsys):
     members = dict(mini.members)
     members["copepod/broken.jpg"] = b"not a jpeg"
