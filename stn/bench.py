@@ -17,6 +17,10 @@ sharing one device, each running a different network, against each one alone. Th
 projects the grid's device-hours (steps x seeds / rate, summed) for every lever, sequential
 and packed, and is written as JSON under ``results/bench/``. Steps train on random digits of
 the data set's size: throughput does not depend on the pixels.
+
+``--profile STEPS`` profiles instead (``torch.profiler``: kernel time on CUDA, CPU time on a
+CPU): per run and lever, the step's time, the augmentation's share of it and the costliest
+operators, with a Chrome trace of each under ``results/bench/traces/``.
 """
 
 from __future__ import annotations
@@ -159,6 +163,32 @@ def packed_rates(configs: Sequence[dict], lever: str, device: str, seconds: floa
     return [rates[slot] for slot in range(len(configs))]
 
 
+def _selection(
+    experiment: dict[str, Any],
+    device: str,
+    levers: Sequence[str],
+    tasks: Sequence[str] | None,
+    networks: Sequence[str] | None,
+    log: Callable[[str], None],
+) -> tuple[torch.device, list[str], list[tuple[str, str]]]:
+    """The device, the levers it can run (CUDA-only ones are dropped, and said so, on a CPU) and
+    the (task, network) runs of the experiment selected by ``tasks`` and ``networks``."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        dropped = [lever for lever in levers if lever in CUDA_ONLY]
+        if dropped:
+            log(f"skipping CUDA-only levers on {dev}: {', '.join(dropped)}")
+        levers = [lever for lever in levers if lever not in CUDA_ONLY]
+    pairs = [
+        (task, network)
+        for task, network in runs(experiment)
+        if (tasks is None or task in tasks) and (networks is None or network in networks)
+    ]
+    return dev, list(levers), pairs
+
+
 def run_benchmark(
     experiment: dict[str, Any],
     device: str = "auto",
@@ -175,21 +205,9 @@ def run_benchmark(
 
     Returns the JSON report (see :func:`format_report` for its reading).
     """
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type != "cuda":
-        dropped = [lever for lever in levers if lever in CUDA_ONLY]
-        if dropped:
-            log(f"skipping CUDA-only levers on {dev}: {', '.join(dropped)}")
-        levers = [lever for lever in levers if lever not in CUDA_ONLY]
+    dev, levers, pairs = _selection(experiment, device, levers, tasks, networks, log)
     pack_lever = pack_lever or levers[-1]
     seeds = len(experiment["seeds"])
-    pairs = [
-        (task, network)
-        for task, network in runs(experiment)
-        if (tasks is None or task in tasks) and (networks is None or network in networks)
-    ]
     report: dict[str, Any] = {
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "torch": torch.__version__,
@@ -262,6 +280,114 @@ def run_benchmark(
                 report["packing"][task] = {"runs": pack, "error": f"{type(error).__name__}: {error}"}
     report["projection"] = project(report)
     return report
+
+
+class _LabelledAugmentation:
+    """A task whose rendering is one labelled range (``augmentation``) in a profile."""
+
+    def __init__(self, task: Any) -> None:
+        self._task = task
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._task, name)
+
+    def render(self, images: Tensor, draws: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        with torch.profiler.record_function("augmentation"):
+            return self._task.render(images, draws)
+
+
+PROFILE_ROWS = 15
+
+
+def profile_step(
+    config: dict[str, Any], lever: str, steps: int, device: torch.device, trace: Path | None = None
+) -> dict[str, Any]:
+    """Profile ``steps`` training steps of a run config under ``lever`` with ``torch.profiler``
+    (on CUDA: kernel time; on a CPU: CPU time), after the warm-up (and CUDA-graph capture).
+    Returns the step's time, the augmentation's share of it (the labelled rendering; inside a
+    captured CUDA graph it cannot be told apart, so measure it on an eager lever), the ops
+    taking the most time and the printed table; writes a Chrome trace to ``trace``."""
+    images, labels = random_data(config, device)
+    step = training_step(config, lever, images, labels)
+    step.task = _LabelledAugmentation(step.task)
+    warmup = TrainingStep.GRAPH_WARMUP + 2
+    for i in range(warmup):
+        step(i)
+    _synchronize(device)
+    cuda = device.type == "cuda"
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    activities += [torch.profiler.ProfilerActivity.CUDA] if cuda else []
+    with torch.profiler.profile(activities=activities) as profiler:
+        for i in range(steps):
+            with torch.profiler.record_function("step"):
+                step(warmup + i)
+        _synchronize(device)
+    events = profiler.key_averages()
+    total, own = (
+        ("device_time_total", "self_device_time_total") if cuda else ("cpu_time_total", "self_cpu_time_total")
+    )
+    ranges = {e.key: getattr(e, total) for e in events if e.key in ("step", "augmentation")}
+    operators = sorted(
+        (e for e in events if e.key not in ("step", "augmentation") and getattr(e, own) > 0),
+        key=lambda e: getattr(e, own),
+        reverse=True,
+    )
+    step_us = ranges.get("step") or sum(getattr(e, own) for e in operators)
+    if trace is not None:
+        trace.parent.mkdir(parents=True, exist_ok=True)
+        profiler.export_chrome_trace(str(trace))
+    return {
+        "lever": lever,
+        "steps": steps,
+        "clock": "device" if cuda else "cpu",
+        "step_ms": step_us / steps / 1000,
+        "augmentation_share": ranges.get("augmentation", 0.0) / step_us if step_us else None,
+        "top": [
+            {"name": e.key, "ms_per_step": getattr(e, own) / steps / 1000, "share": getattr(e, own) / step_us}
+            for e in operators[:PROFILE_ROWS]
+        ],
+        "table": events.table(sort_by=own, row_limit=PROFILE_ROWS),
+    }
+
+
+def run_profiles(
+    experiment: dict[str, Any],
+    device: str = "auto",
+    levers: Sequence[str] = ("fp32",),
+    tasks: Sequence[str] | None = None,
+    networks: Sequence[str] | None = None,
+    steps: int = 10,
+    trace_dir: Path | None = None,
+    log: Callable[[str], None] = lambda message: None,
+) -> dict[str, Any]:
+    """:func:`profile_step` for each selected run of an experiment and each lever; Chrome traces
+    (``<task>-<network>-<lever>.json``) in ``trace_dir`` where given."""
+    dev, levers, pairs = _selection(experiment, device, levers, tasks, networks, log)
+    profiles = []
+    for task, network in pairs:
+        config = run_config(experiment, task, network, experiment["seeds"][0]) | {"device": dev.type}
+        for lever in levers:
+            log(f"profiling {task} {network}: {lever}")
+            trace = None if trace_dir is None else trace_dir / f"{task}-{network}-{lever}.json"
+            profiles.append(
+                {"task": task, "network": network, **profile_step(config, lever, steps, dev, trace)}
+            )
+    device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    return {"device": device_name, "torch": torch.__version__, "profiles": profiles}
+
+
+def format_profiles(report: dict[str, Any]) -> str:
+    """Per profiled run: the step's time, the augmentation's share and the costliest operators."""
+    lines = [f"device {report['device']}, torch {report['torch']}"]
+    for entry in report["profiles"]:
+        share = entry["augmentation_share"]
+        lines += [
+            "",
+            f"{entry['task']} {entry['network']} ({entry['lever']}): {entry['step_ms']:.2f} ms per step "
+            f"({entry['clock']} time); augmentation {'-' if share is None else f'{share:.0%}'} of it",
+        ]
+        lines += [f"  {op['share']:>6.1%} {op['ms_per_step']:>9.3f} ms  {op['name']}" for op in entry["top"]]
+    return "\n".join(lines)
 
 
 def project(report: dict[str, Any]) -> dict[str, Any]:
@@ -338,10 +464,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pack-lever", choices=list(LEVERS), help="lever of the packed runs (default: last)")
     parser.add_argument("--peak-tflops", type=float, default=790.0, help="the device's rate for the floor")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument("--out", type=Path, help="JSON (default: results/bench/<config>-<device>.json)")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="instead of timing, profile STEPS steps of each run and lever with torch.profiler: the "
+        "costliest operators, the augmentation's share (eager levers), Chrome traces",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="JSON (default: results/bench/<config>-<device>[-profile].json)"
+    )
     args = parser.parse_args(argv)
-    if args.seconds <= 0 or args.pack < 1 or args.peak_tflops <= 0:
-        parser.error("--seconds and --peak-tflops must be > 0 and --pack >= 1")
+    if args.seconds <= 0 or args.pack < 1 or args.peak_tflops <= 0 or args.profile < 0:
+        parser.error("--seconds and --peak-tflops must be > 0, --pack >= 1 and --profile >= 0")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available")
     try:
@@ -352,6 +488,33 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--config {args.config}: {error}")
     if args.threads:
         torch.set_num_threads(args.threads)
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    if args.profile:
+        device = (
+            "cuda"
+            if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+            else "cpu"
+        )
+        out = args.out or Path("results/bench") / f"{args.config.stem}-{device}-profile.json"
+        report = run_profiles(
+            experiment,
+            args.device,
+            args.levers,
+            args.tasks,
+            args.networks,
+            args.profile,
+            out.parent / "traces",
+            log,
+        )
+        report["config"] = str(args.config)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_json(report, out)
+        print(format_profiles(report))
+        print(f"\nwritten: {out} (Chrome traces in {out.parent / 'traces'})")
+        return 0
     report = run_benchmark(
         experiment,
         args.device,
@@ -362,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
         args.pack,
         args.pack_lever,
         args.peak_tflops,
-        log=lambda message: print(message, file=sys.stderr, flush=True),
+        log=log,
     )
     report["config"] = str(args.config)
     device = "cuda" if report["device"] != "cpu" else "cpu"

@@ -3,6 +3,8 @@
 # with no network: carried wheels in .whl/ are installed first when present.
 #   bash tools/gpu-check.sh bench   CUDA tests, bf16 vs fp32 test error, python -m stn bench
 #   bash tools/gpu-check.sh quick   config/gpu-quick.yaml on the embedded digits, timed
+#   bash tools/gpu-check.sh profile torch.profiler of the S and T steps (eager: augmentation share;
+#                                   bf16+channels_last: what S spends its time on)
 # Writes logs and reports to $OUT (default results/gpu-check).
 set -uo pipefail
 stage=${1:-bench}
@@ -43,6 +45,12 @@ bench)
     --levers today fp32 bf16+channels_last graph bf16+channels_last+graph --pack 4 \
     --out "$OUT/bench-paper.json" 2>"$OUT/bench.err" | tee "$OUT/bench.txt"
   tail -5 "$OUT/bench.err"
+  ;;
+profile)
+  timeout 300 python3 -m stn bench --config config/paper.yaml --device cuda --profile 20 \
+    --tasks S T --networks CNN STN-SL1 --levers fp32 bf16+channels_last \
+    --out "$OUT/profile-paper.json" 2>"$OUT/profile.err" | tee "$OUT/profile.txt"
+  tail -5 "$OUT/profile.err"
   ;;
 quick)
   printf 'datasets: {mnist: {source: embedded}}\ntasks: {R: {test_repeats: 5}}\n' >/tmp/embedded.yaml
