@@ -181,7 +181,9 @@ def rotation_analyses(table):
 def report_outputs():
     tables = config["report"]["tables"]
     stems = [f"tables/{table}{part}" for table in tables for part in ("", "_contrasts")]
-    stems += [f"tables/{table}_rotation" for table in config["report"]["rotation_figures"]]
+    stems += [
+        f"tables/{table}_rotation" for table in config["report"]["rotation_figures"]
+    ]
     figures = [f"{table}_errors" for table in tables] + config["report"][
         "depth_figures"
     ]
