@@ -521,8 +521,9 @@ def rotation_figure(analyses: Sequence[dict], networks: Sequence[str], stem: Pat
     depth: the predicted angle against the applied one (each applied angle's histogram over
     images and seeds, normalised; the dotted line is full compensation, predicted = -applied).
     Below, the medoid spread of the residual pose against depth: modulo 360° (solid) and the
-    authors' modulo 180° (dashed), mean and 95% t-interval over seeds; grey lines mark a
-    transformer that ignores rotations."""
+    authors' modulo 180° (dashed), mean and 95% t-interval over seeds, each kind's line starting
+    from STN-C0 (at depth 0 every kind is the same network); grey lines mark a transformer that
+    ignores rotations."""
     kinds = {network: _depth_and_kind(network) for network in networks if network != "CNN"}
     by_network: dict[str, list[dict]] = {network: [] for network in kinds}
     for analysis in analyses:
@@ -564,6 +565,8 @@ def rotation_figure(analyses: Sequence[dict], networks: Sequence[str], stem: Pat
     summary = figure.add_subplot(grid[len(rows), :])
     for kind, colour in zip(rows, sns.color_palette(n_colors=len(rows)), strict=True):
         members = sorted((depth, network) for network, (depth, k) in kinds.items() if k == kind)
+        if "x" not in kind and members[0][0] > 0 and "STN-C0" in by_network:
+            members.insert(0, (0, "STN-C0"))  # at depth 0 every kind is one network
         for period, style in (("360", "-"), ("180", "--")):
             intervals = [t_interval([r["spread"][period] for r in by_network[n]]) for _, n in members]
             summary.errorbar(
