@@ -107,7 +107,10 @@ def contrast_table(
 
 
 def _cell(value: float | None, fmt: str = "{:.2f}") -> str:
-    return "–" if value is None or pd.isna(value) else fmt.format(value)
+    if value is None or pd.isna(value):
+        return "–"
+    text = fmt.format(value)
+    return text.lstrip("-") if float(text) == 0 else text  # no "-0.00"
 
 
 def _interval_cell(
