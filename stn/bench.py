@@ -341,7 +341,10 @@ def profile_step(
         "steps": steps,
         "clock": "device" if cuda else "cpu",
         "step_ms": step_us / steps / 1000,
-        "augmentation_share": ranges.get("augmentation", 0.0) / step_us if step_us else None,
+        # None under a replayed CUDA graph: the rendering is inside it, not a range of its own
+        "augmentation_share": ranges["augmentation"] / step_us
+        if "augmentation" in ranges and step_us
+        else None,
         "top": [
             {"name": e.key, "ms_per_step": getattr(e, own) / steps / 1000, "share": getattr(e, own) / step_us}
             for e in operators[:PROFILE_ROWS]
