@@ -140,6 +140,21 @@ def realign_feature_maps(model: STNetwork, images: Tensor, theta: Tensor, depth:
     )
 
 
+def _angle_batches(
+    model: STNetwork, images: Tensor, poses: Tensor | None, batch_size: int
+) -> Iterator[tuple[Tensor, Tensor | None]]:
+    """Batches of ``images`` (uint8 or float in [0, 1], on any device) as float on the model's
+    device, with their ``poses``; the model in eval mode, checked to have a transformer."""
+    if not model.spec.transformers:
+        raise ValueError(f"{model.spec.name} has no spatial transformer whose angle could be read")
+    model.eval()
+    device = next(model.parameters()).device
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size].to(device)
+        batch = batch.float() / 255.0 if batch.dtype == torch.uint8 else batch
+        yield batch, None if poses is None else poses[start : start + batch_size].to(device)
+
+
 def first_warp(thetas: dict[str, Tensor]) -> Tensor:
     """The warp a network applies first: the composed input warp, else the first feature warp."""
     return thetas.get("input", next(iter(thetas.values())))
@@ -152,17 +167,10 @@ def predicted_angles(
     """The rotation (degrees, ``-atan2(a01 - a10, a00 + a11)``) of the first warp the network
     applies to each image (float in [0, 1] or uint8, on any device: batches move to the
     model's); ``poses`` are passed on to oracle transformers."""
-    if not model.spec.transformers:
-        raise ValueError(f"{model.spec.name} has no spatial transformer whose angle could be read")
-    model.eval()
-    device = next(model.parameters()).device
-    angles = []
-    for start in range(0, len(images), batch_size):
-        batch = images[start : start + batch_size].to(device)
-        batch = batch.float() / 255.0 if batch.dtype == torch.uint8 else batch
-        pose = None if poses is None else poses[start : start + batch_size].to(device)
-        angles.append(rotation_angle(first_warp(model.run(batch, pose).thetas)).cpu())
-    return torch.cat(angles)
+    batches = _angle_batches(model, images, poses, batch_size)
+    return torch.cat(
+        [rotation_angle(first_warp(model.run(batch, pose).thetas)).cpu() for batch, pose in batches]
+    )
 
 
 ROTATION_PROBE_ANGLES = (-45.0, -22.5, 0.0, 22.5, 45.0)
@@ -225,18 +233,11 @@ def rotation_responses(
     ``padding_mode`` (zeros: as the Plankton augmentation fills). ``poses`` (the images' own
     poses) are needed by oracle transformers: a rotated copy's pose is its rotation undone,
     then the image's pose."""
-    if not model.spec.transformers:
-        raise ValueError(f"{model.spec.name} has no spatial transformer whose angle could be read")
-    model.eval()
-    device = next(model.parameters()).device
     rows = []
-    for start in range(0, len(images), batch_size):
-        batch = images[start : start + batch_size].to(device)
-        batch = batch.float() / 255.0 if batch.dtype == torch.uint8 else batch
-        pose = None if poses is None else poses[start : start + batch_size].to(device)
+    for batch, pose in _angle_batches(model, images, poses, batch_size):
         columns = []
         for angle in angles:
-            theta = transformation("rotation", angle, len(batch), device)
+            theta = transformation("rotation", angle, len(batch), batch.device)
             rotated_pose = None if pose is None else compose(invert(theta), pose)
             thetas = model.run(transformed(batch, theta, padding_mode), rotated_pose).thetas
             columns.append(rotation_angle(first_warp(thetas)).cpu())

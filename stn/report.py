@@ -495,7 +495,8 @@ def rotation_table(analyses: Sequence[dict], networks: Sequence[str]) -> pd.Data
         for period in ("360", "180"):
             interval = t_interval([r["spread"][period] for r in runs])
             row[f"spread{period}_mean"], row[f"spread{period}_ci95"] = interval.mean, interval.half_width
-        rows[network] = row | {"seeds": len(runs), "ignoring360": runs[0]["spread_ignoring"]["360"]}
+        ignoring = {f"ignoring{period}": runs[0]["spread_ignoring"][period] for period in ("360", "180")}
+        rows[network] = row | {"seeds": len(runs), **ignoring}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "network"
     return table
@@ -535,6 +536,7 @@ def rotation_figure(analyses: Sequence[dict], networks: Sequence[str], stem: Pat
     missing = [network for network, runs in by_network.items() if not runs]
     if missing:
         raise ValueError(f"no rotation analysis for {missing}")
+    spreads = rotation_table(analyses, networks)
     rows = list(dict.fromkeys(kind for _, kind in kinds.values()))
     depths = sorted({depth for depth, _ in kinds.values()})
     figure = plt.figure(figsize=(1.9 * len(depths) + 0.8, 1.9 * len(rows) + 3.2))
@@ -554,8 +556,7 @@ def rotation_figure(analyses: Sequence[dict], networks: Sequence[str], stem: Pat
             vmin=0,
         )
         axis.scatter(applied, (-applied + 180) % 360 - 180, s=3, color="tab:red", zorder=3)
-        spread = np.mean([r["spread"]["360"] for r in runs])
-        axis.set_title(f"{network}\nspread {spread:.0f}°", fontsize=8)
+        axis.set_title(f"{network}\nspread {spreads.loc[network, 'spread360_mean']:.0f}°", fontsize=8)
         axis.set_xlim(-180, 180)
         axis.set_ylim(-180, 180)
         axis.set_xticks([-180, 0, 180])
@@ -571,20 +572,19 @@ def rotation_figure(analyses: Sequence[dict], networks: Sequence[str], stem: Pat
         if "x" not in kind and members[0][0] > 0 and "STN-C0" in by_network:
             members.insert(0, (0, "STN-C0"))  # at depth 0 every kind is one network
         for period, style in (("360", "-"), ("180", "--")):
-            intervals = [t_interval([r["spread"][period] for r in by_network[n]]) for _, n in members]
+            rows_of_kind = spreads.loc[[network for _, network in members]]
             summary.errorbar(
                 [depth for depth, _ in members],
-                [i.mean for i in intervals],
-                yerr=[i.half_width or 0.0 for i in intervals],
+                rows_of_kind[f"spread{period}_mean"],
+                yerr=rows_of_kind[f"spread{period}_ci95"].fillna(0.0),
                 color=colour,
                 linestyle=style if "x" not in kind else ":",
                 marker="o" if period == "360" else "s",
                 capsize=3,
                 label=f"{kind} (mod {period}°)",
             )
-    ignoring = next(iter(by_network.values()))[0]["spread_ignoring"]
     for period, style in (("360", "-"), ("180", "--")):
-        summary.axhline(ignoring[period], color="grey", linestyle=style, linewidth=1)
+        summary.axhline(spreads[f"ignoring{period}"].iloc[0], color="grey", linestyle=style, linewidth=1)
     summary.set_xticks(depths)
     summary.set_xlabel("depth of the transformer (0: the input)")
     summary.set_ylabel("residual pose spread (°)")
