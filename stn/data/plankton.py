@@ -66,9 +66,8 @@ from tqdm import tqdm
 
 from stn.data.download import DownloadError, RemoteFile, fetch
 from stn.data.mnist import stratified_split
-from stn.data.mnist_files import DEFAULT_MNIST_MIRRORS
 from stn.data.prepared import check_arrays, fsync
-from stn.data.registry import Splits, register_dataset
+from stn.data.registry import Splits, chosen_mirrors, register_dataset
 from stn.geometry import affine_matrix, invert, warp
 from stn.io import atomic_write, sha256sum
 
@@ -208,10 +207,8 @@ def _images(source: Path) -> Iterator[tuple[str, str, bytes]]:
 def plankton_mirrors(data: Mapping) -> list[str]:
     """The mirrors of a ``data`` section: NCEI's URL for ``null`` or the schema's default (MNIST's
     mirrors); ``[]`` never downloads."""
-    mirrors = data.get("mirrors")
-    if mirrors is None or list(mirrors) == list(DEFAULT_MNIST_MIRRORS):
-        return [PLANKTON_URL]
-    return list(mirrors)
+    mirrors = chosen_mirrors(data)
+    return [PLANKTON_URL] if mirrors is None else mirrors
 
 
 def _by_hand(root: Path) -> str:

@@ -9,7 +9,7 @@ interface; adding a data set is one module that calls :func:`register_dataset`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -83,6 +83,17 @@ class DataSet(Protocol):
     def random_images(self, count: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """``count`` random uint8 images and labels shaped as the data set's (for benchmarks)."""
         ...
+
+
+def chosen_mirrors(data: Mapping[str, Any]) -> list[str] | None:
+    """The mirrors a ``data`` section chooses, or ``None`` where it leaves them to the data set
+    (``null``, or the schema's default, which is MNIST's mirrors); ``[]`` never downloads."""
+    from stn.data.mnist_files import DEFAULT_MNIST_MIRRORS
+
+    mirrors = data.get("mirrors")
+    if mirrors is None or list(mirrors) == list(DEFAULT_MNIST_MIRRORS):
+        return None
+    return list(mirrors)
 
 
 DATASETS: dict[str, DataSet] = {}

@@ -60,7 +60,7 @@ from tqdm import tqdm
 
 from stn.data.download import RemoteFile, fetch
 from stn.data.prepared import check_arrays, fsync
-from stn.data.registry import Splits, register_dataset
+from stn.data.registry import Splits, chosen_mirrors, register_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -1298,12 +1298,7 @@ class SVHN:
 
     def mirrors(self, data: Mapping) -> Sequence[str] | None:
         """The mirrors to download from; ``None`` means each archive's own URL."""
-        from stn.data.mnist_files import DEFAULT_MNIST_MIRRORS
-
-        mirrors = data.get("mirrors")
-        if mirrors is None or list(mirrors) == list(DEFAULT_MNIST_MIRRORS):  # the schema's default
-            return None
-        return list(mirrors)
+        return chosen_mirrors(data)
 
     def train_size(self, data: dict) -> int:
         """The training crops before dropping the few longer than 5 digits."""
