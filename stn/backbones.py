@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from stn.geometry import PaddingMode
 
@@ -67,6 +68,84 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
+def _polyphase_weight(weight: Tensor, stride: int) -> Tensor:
+    """The kernel of :func:`conv_then_pool` on the space-to-depth input: for each pooling phase
+    (a, b) the conv kernel shifted by (a, b) and cut into stride x stride sub-pixel channels.
+    (C_out, C, K, K) -> (stride^2 C_out, stride^2 C, Q, Q), Q = ceil((K + stride - 1) / stride)."""
+    c_out, c_in, k, _ = weight.shape
+    q = -(-(k + stride - 1) // stride)
+    phases = []
+    for a in range(stride):
+        for b in range(stride):
+            shifted = F.pad(weight, (b, stride * q - k - b, a, stride * q - k - a))  # [t] = w[t - shift]
+            # taps t = stride * q + r: sub-pixel r becomes a channel, ordered as pixel_unshuffle's
+            cut = shifted.view(c_out, c_in, q, stride, q, stride).permute(0, 1, 3, 5, 2, 4)
+            phases.append(cut.reshape(c_out, c_in * stride * stride, q, q))
+    return torch.cat(phases)
+
+
+def conv_then_pool(conv: nn.Conv2d, pool: nn.MaxPool2d, x: Tensor) -> Tensor:
+    """``pool(conv(x))`` for a stride-1 conv and a max-pool whose window equals its stride s,
+    computed as one convolution of the space-to-depth input (s^2 C channels) with s^2 C_out
+    filters, one per pooling phase, and a max over the phases: the same numbers, but a conv
+    of few input channels (MNIST's first layer has one) becomes one that tensor cores run
+    well, and the full-resolution map is never pooled by a separate kernel. Ties go to one
+    of the tied positions, as in a max-pool."""
+    s, k = pool.stride, conv.kernel_size[0]
+    pad = conv.padding if isinstance(conv.padding, str) else conv.padding[0]
+    if pad == "same":
+        x = F.pad(x, ((k - 1) // 2, k // 2, (k - 1) // 2, k // 2))
+    elif pad:
+        x = F.pad(x, (pad, pad, pad, pad))
+    height, width = x.shape[-2] - k + 1, x.shape[-1] - k + 1
+    rows, cols = height // s, width // s
+    q = -(-(k + s - 1) // s)
+    # the input rows and columns the pooled outputs read, zero-padded to whole s x s cells
+    x = x[..., : s * (rows + q - 1), : s * (cols + q - 1)]
+    x = F.pad(x, (0, s * (cols + q - 1) - x.shape[-1], 0, s * (rows + q - 1) - x.shape[-2]))
+    if x.is_contiguous(memory_format=torch.channels_last):
+        x = x.contiguous(memory_format=torch.channels_last)
+    bias = None if conv.bias is None else conv.bias.repeat(s * s)
+    phases = F.conv2d(F.pixel_unshuffle(x, s), _polyphase_weight(conv.weight, s), bias)
+    return phases.unflatten(1, (s * s, conv.out_channels)).max(dim=1).values
+
+
+class ConvBlock(nn.Sequential):
+    """A stage (conv, optional max-pool, nonlinearity, optional dropout). With ``polyphase``
+    set, a conv of fewer than 8 input channels and the max-pool after it run as
+    :func:`conv_then_pool` (the same function; the parameters are the conv's own)."""
+
+    polyphase = False
+
+    def forward(self, x: Tensor) -> Tensor:
+        layers = list(self)
+        if self.polyphase and self.fuses(layers):
+            x, layers = conv_then_pool(layers[0], layers[1], x), layers[2:]
+        for layer in layers:
+            x = layer(x)
+        return x
+
+    @staticmethod
+    def fuses(layers: list[nn.Module]) -> bool:
+        """Whether the first two layers are a conv and a max-pool that :func:`conv_then_pool` runs."""
+        if len(layers) < 2 or not isinstance(layers[0], nn.Conv2d) or not isinstance(layers[1], nn.MaxPool2d):
+            return False
+        conv, pool = layers[:2]
+        return (
+            conv.in_channels < 8
+            and conv.stride == (1, 1)
+            and conv.dilation == (1, 1)
+            and conv.groups == 1
+            and conv.padding_mode == "zeros"
+            and conv.kernel_size[0] == conv.kernel_size[1]
+            and isinstance(pool.kernel_size, int)
+            and pool.kernel_size == pool.stride
+            and pool.padding == 0
+            and pool.dilation == 1
+            and not pool.ceil_mode
+        )
+
+
 def conv_stage(in_channels: int, spec: ConvSpec, size: int, activation: str) -> tuple[nn.Sequential, int]:
     """A block (conv, pool, nonlinearity, dropout) and the map width it outputs."""
     conv = nn.Conv2d(in_channels, spec.channels, spec.kernel, padding=spec.padding)
@@ -81,7 +160,7 @@ def conv_stage(in_channels: int, spec: ConvSpec, size: int, activation: str) -> 
     layers.append(ACTIVATIONS[activation]())
     if spec.dropout:
         layers.append(nn.Dropout(spec.dropout))
-    return nn.Sequential(*layers), size
+    return ConvBlock(*layers), size
 
 
 def mlp(in_features: int, hidden: Sequence[int], dropout: float, activation: str) -> nn.Sequential:

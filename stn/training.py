@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
+from stn.backbones import ConvBlock
 from stn.config import backbone_args, load_splits, resolve_run_config, task_spec
 from stn.data.registry import Task
 from stn.devices import resolve_device
@@ -104,10 +105,12 @@ class TrainingStep:
     by the step, so a resumed run repeats an uninterrupted one).
 
     On CUDA, the run config's ``train`` section picks how a step runs: ``precision`` bf16
-    (autocast), ``channels_last`` and ``cudnn_benchmark``, and ``cuda_graph``: after
-    ``GRAPH_WARMUP`` eager steps, every full batch's step (rendering, forward, backward,
-    update) is one captured CUDA graph replayed on fresh inputs; only the indices and the
-    seeded random draws are written before each replay. On the CPU they change nothing.
+    (autocast), ``channels_last`` and ``cudnn_benchmark``, ``polyphase`` (convs of few input
+    channels and their max-pool as one polyphase conv, :class:`stn.backbones.ConvBlock`),
+    and ``cuda_graph``: after ``GRAPH_WARMUP`` eager steps, every full batch's step (rendering,
+    forward, backward, update) is one captured CUDA graph replayed on fresh inputs; only the
+    indices and the seeded random draws are written before each replay. On the CPU they
+    change nothing.
     """
 
     GRAPH_WARMUP = 3
@@ -134,6 +137,9 @@ class TrainingStep:
             torch.backends.cudnn.benchmark = train["cudnn_benchmark"]
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
+        for block in model.modules():
+            if isinstance(block, ConvBlock):
+                block.polyphase = cuda and train["polyphase"]
         self.base_lrs = [group["lr"] for group in optimizer.param_groups]
         self.generator = torch.Generator(self.device)
         self._epoch, self._order = -1, torch.empty(0)

@@ -1,5 +1,5 @@
 """The training step: host-free batches, the graph-capturable update, and the CUDA levers
-(bf16, channels_last, CUDA graphs: checked on a GPU, no-ops on the CPU)."""
+(bf16, channels_last, polyphase blocks, CUDA graphs: checked on a GPU, no-ops on the CPU)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,13 @@ from stn.training import (
 )
 from tests.conftest import tiny_config
 
-CUDA_SWITCHES = {"precision": "bf16", "channels_last": True, "cudnn_benchmark": True, "cuda_graph": True}
+CUDA_SWITCHES = {
+    "precision": "bf16",
+    "channels_last": True,
+    "cudnn_benchmark": True,
+    "cuda_graph": True,
+    "polyphase": True,
+}
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
@@ -120,11 +126,13 @@ def test_cuda_graph_and_bf16_train_like_the_eager_fp32_step(tmp_path, network, t
     for name, switches in {
         "eager": {},
         "graph": {"cuda_graph": True},
+        "polyphase+graph": {"polyphase": True, "cuda_graph": True},
         "bf16+graph": {
             "precision": "bf16",
             "channels_last": True,
             "cudnn_benchmark": True,
             "cuda_graph": True,
+            "polyphase": True,
         },
     }.items():
         stats = train(gpu_config(network, task, **switches), tmp_path / f"{name}.pt", progress=False)
@@ -134,4 +142,5 @@ def test_cuda_graph_and_bf16_train_like_the_eager_fp32_step(tmp_path, network, t
         losses[name] = stats["final_loss"]
     # the same batches and draws: fp32 graph and eager agree to rounding, bf16 to its precision
     assert losses["graph"] == pytest.approx(losses["eager"], rel=1e-2, abs=1e-3)
+    assert losses["polyphase+graph"] == pytest.approx(losses["eager"], rel=1e-2, abs=1e-3)
     assert losses["bf16+graph"] == pytest.approx(losses["eager"], rel=0.15, abs=0.05)
