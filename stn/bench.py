@@ -8,8 +8,10 @@ update) for every task and network the config trains, at the config's sizes, und
 - ``today``: the step before the speed work: a CPU permutation of the whole training set,
   a new generator and a host-to-device copy every step, fp32;
 - ``fp32``: the same step without that host work;
-- ``bf16``, ``channels_last``, ``graph`` and their combinations: the ``train`` switches
-  ``precision``, ``channels_last`` (with ``cudnn_benchmark``) and ``cuda_graph``.
+- ``bf16``, ``channels_last``, ``polyphase``, ``graph`` and their combinations: the
+  ``train`` switches ``precision``, ``channels_last`` (with ``cudnn_benchmark``),
+  ``polyphase`` and ``cuda_graph``. A lever sets every
+  switch (those it does not name are off), whatever the config's ``train`` section says.
 
 It also times the augmentation alone (its share of a step), counts each step's FLOPs (the
 floor: FLOPs over ``--peak-tflops``), and measures packing: ``--pack K`` training processes
@@ -45,21 +47,29 @@ from stn.experiment import deep_merge, run_config, runs
 from stn.io import save_json
 from stn.training import TrainingStep, batch_indices, make_optimizer, network_from_config, total_steps
 
+SWITCHES_OFF: dict[str, Any] = {
+    "precision": "fp32",
+    "channels_last": False,
+    "cudnn_benchmark": False,
+    "cuda_graph": False,
+    "polyphase": False,
+}
+BF16_CHANNELS_LAST = {"precision": "bf16", "channels_last": True, "cudnn_benchmark": True}
 LEVERS: dict[str, dict[str, Any]] = {
     "today": {},
     "fp32": {},
     "bf16": {"precision": "bf16"},
     "channels_last": {"channels_last": True, "cudnn_benchmark": True},
-    "bf16+channels_last": {"precision": "bf16", "channels_last": True, "cudnn_benchmark": True},
+    "bf16+channels_last": BF16_CHANNELS_LAST,
+    "polyphase": {"polyphase": True},
+    "bf16+channels_last+polyphase": BF16_CHANNELS_LAST | {"polyphase": True},
     "graph": {"cuda_graph": True},
     "bf16+graph": {"precision": "bf16", "cuda_graph": True},
-    "bf16+channels_last+graph": {
-        "precision": "bf16",
-        "channels_last": True,
-        "cudnn_benchmark": True,
-        "cuda_graph": True,
-    },
+    "bf16+channels_last+graph": BF16_CHANNELS_LAST | {"cuda_graph": True},
+    "bf16+channels_last+graph+polyphase": BF16_CHANNELS_LAST | {"cuda_graph": True, "polyphase": True},
 }
+"""Each lever's ``train`` switches; the ones it does not name are off (:data:`SWITCHES_OFF`),
+whatever the config sets, so every lever is measured on the same footing."""
 CUDA_ONLY = {name for name, switches in LEVERS.items() if switches}
 
 
@@ -103,7 +113,7 @@ def random_data(config: dict[str, Any], device: torch.device, seed: int = 0) -> 
 
 def training_step(config: dict[str, Any], lever: str, images: Tensor, labels: Tensor) -> TrainingStep:
     """The training step of ``config`` under ``lever``, on random data."""
-    config = deep_merge(config, {"train": LEVERS[lever]})
+    config = deep_merge(config, {"train": SWITCHES_OFF | LEVERS[lever]})
     torch.manual_seed(config["seed"])
     model = network_from_config(config).to(images.device).train()
     optimizer = make_optimizer(model, config["train"])
@@ -123,16 +133,30 @@ def step_flops(step: TrainingStep) -> int:
     return counter.get_total_flops()
 
 
-def augmentation_rate(config: dict[str, Any], images: Tensor, seconds: float) -> float:
-    """Batches per second of the task's augmentation (draws and rendering) alone."""
-    task, batch = task_spec(config), config["train"]["batch_size"]
-    generator = torch.Generator(images.device).manual_seed(0)
+def augmentation_rate(config: dict[str, Any], images: Tensor, seconds: float, graph: bool = False) -> float:
+    """Batches per second of the task's augmentation (draws and rendering) alone; with
+    ``graph`` (CUDA), of its rendering replayed as a captured CUDA graph, as inside a
+    ``cuda_graph`` step."""
+    task, batch, device = task_spec(config), config["train"]["batch_size"], images.device
+    generator = torch.Generator(device).manual_seed(0)
 
     def augment_once(i: int) -> None:
-        index = torch.randint(len(images), (batch,), device=images.device, generator=generator)
-        task.render(images[index], task.draw(batch, generator, images.device))
+        index = torch.randint(len(images), (batch,), device=device, generator=generator)
+        task.render(images[index], task.draw(batch, generator, device))
 
-    return _rate(augment_once, seconds, 2, images.device)
+    if not graph:
+        return _rate(augment_once, seconds, 2, device)
+    index = torch.randint(len(images), (batch,), device=device, generator=generator)
+    draws = task.draw(batch, generator, device)
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        task.render(images[index], draws)
+    torch.cuda.current_stream(device).wait_stream(stream)
+    rendering = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(rendering, stream=stream):
+        task.render(images[index], draws)
+    return _rate(lambda i: rendering.replay(), seconds, 2, device)
 
 
 def _pack_worker(config: dict, lever: str, device: str, seconds: float, barrier, results, slot: int) -> None:
@@ -256,12 +280,19 @@ def run_benchmark(
         if task not in report["augmentation"]:
             rate = augmentation_rate(config, images, seconds)
             report["augmentation"][task] = {"ms_per_batch": 1000 / rate}
+            if dev.type == "cuda":
+                rate = augmentation_rate(config, images, seconds, graph=True)
+                report["augmentation"][task]["ms_per_batch_graph"] = 1000 / rate
     for task in dict.fromkeys(task for task, _ in pairs):
         entries = [e for e in report["runs"] if e["task"] == task]
+        augmentation = report["augmentation"][task]
         alone = [e["steps_per_s"].get("fp32") or 0 for e in entries]
-        report["augmentation"][task]["share_of_fp32_step"] = [
-            report["augmentation"][task]["ms_per_batch"] * rate / 1000 for rate in alone
-        ]
+        augmentation["share_of_fp32_step"] = [augmentation["ms_per_batch"] * rate / 1000 for rate in alone]
+        if "ms_per_batch_graph" in augmentation:
+            fastest = [max(filter(None, e["steps_per_s"].values()), default=0) for e in entries]
+            augmentation["graph_share_of_fastest_step"] = [
+                augmentation["ms_per_batch_graph"] * rate / 1000 for rate in fastest
+            ]
         if pack > 1 and pack_lever in levers:
             log(f"{task}: packing {pack} runs under {pack_lever}")
             chosen = [entries[i % len(entries)] for i in range(pack)]
@@ -429,6 +460,11 @@ def format_report(report: dict[str, Any]) -> str:
     for task, aug in report["augmentation"].items():
         shares = ", ".join(f"{share:.0%}" for share in aug.get("share_of_fp32_step", []))
         lines.append(f"  {task}: {aug['ms_per_batch']:.2f} ms ({shares})")
+        if "ms_per_batch_graph" in aug:
+            shares = ", ".join(f"{share:.0%}" for share in aug["graph_share_of_fastest_step"])
+            lines.append(
+                f"  {task} as a CUDA graph: {aug['ms_per_batch_graph']:.2f} ms ({shares} of the fastest step)"
+            )
     for task, packing in report["packing"].items():
         if "speedup" in packing:
             lines.append(

@@ -8,7 +8,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stn.bench import format_report, main, project, run_benchmark
+from stn.bench import (
+    LEVERS,
+    SWITCHES_OFF,
+    format_report,
+    main,
+    project,
+    random_data,
+    run_benchmark,
+    training_step,
+)
+from stn.config import resolve_run_config
+from stn.experiment import run_config
 from tests.conftest import TINY_BACKBONE
 
 
@@ -47,6 +58,17 @@ def test_benchmark_times_every_run_of_the_config_and_projects_its_hours():
     assert report["augmentation"]["R"]["ms_per_batch"] > 0
     text = format_report(report)
     assert "projected device-hours" in text and "STN-C1-oracle" in text and "floor" in text
+
+
+@pytest.mark.parametrize("lever", ["today", "fp32", "bf16+channels_last+graph+polyphase"])
+def test_a_lever_sets_every_switch_whatever_the_config_says(lever):
+    experiment = tiny_experiment()
+    experiment["train"] |= {"precision": "bf16", "cuda_graph": True, "polyphase": True}
+    config = resolve_run_config(run_config(experiment, "R", "CNN", 0))
+    images, labels = random_data(config, "cpu")
+    step = training_step(config, lever, images[:64], labels[:64])
+    assert set(SWITCHES_OFF) <= set(resolve_run_config(config)["train"])  # every switch is a real one
+    assert {key: step.train[key] for key in SWITCHES_OFF} == SWITCHES_OFF | LEVERS[lever]
 
 
 def test_projection_sums_steps_over_rates_and_skips_failed_levers():

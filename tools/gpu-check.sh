@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # GPU measurements for the speed work (README, "Training at the GPU's pace"), on a machine
 # with no network: carried wheels in .whl/ are installed first when present.
-#   bash tools/gpu-check.sh bench   CUDA tests, bf16 vs fp32 test error, python -m stn bench
-#   bash tools/gpu-check.sh quick   config/gpu-quick.yaml on the embedded digits, timed
-#   bash tools/gpu-check.sh profile torch.profiler of the S and T steps (eager: augmentation share;
-#                                   bf16+channels_last: what S spends its time on)
+#   bash tools/gpu-check.sh bench     python -m stn bench of config/paper.yaml (the levers against
+#                                     today, packing), then the CUDA tests
+#   bash tools/gpu-check.sh profile   torch.profiler of the S and T steps (bf16 + channels_last,
+#                                     without and with polyphase blocks): where a step's time goes
+#   bash tools/gpu-check.sh precision test error of bf16 against fp32 (STN-C1 on R, 2 seeds)
+#   bash tools/gpu-check.sh quick     config/gpu-quick.yaml on the embedded digits, timed
 # Writes logs and reports to $OUT (default results/gpu-check).
 set -uo pipefail
 stage=${1:-bench}
@@ -38,19 +40,21 @@ precision_check() {  # STN-C1 on R (embedded digits): test error of fp32 against
 
 case $stage in
 bench)
+  timeout 270 python3 -m stn bench --config config/paper.yaml --device cuda --seconds 0.4 \
+    --levers today fp32 bf16+channels_last+graph bf16+channels_last+graph+polyphase --pack 4 \
+    --out "$OUT/bench-paper.json" 2>/tmp/bench.err | tee "$OUT/bench.txt"
+  tail -3 /tmp/bench.err
   timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_training_step.py tests/test_devices.py \
-    2>&1 | tail -15 | tee "$OUT/pytest.log"
-  timeout 120 bash -c "$(declare -f precision_check); precision_check" 2>&1 | tee "$OUT/precision.log"
-  timeout 300 python3 -m stn bench --config config/paper.yaml --device cuda --seconds 0.4 \
-    --levers today fp32 bf16+channels_last graph bf16+channels_last+graph --pack 4 \
-    --out "$OUT/bench-paper.json" 2>"$OUT/bench.err" | tee "$OUT/bench.txt"
-  tail -5 "$OUT/bench.err"
+    tests/test_backbones.py 2>&1 | tail -8 | tee "$OUT/pytest.log"
   ;;
 profile)
-  timeout 300 python3 -m stn bench --config config/paper.yaml --device cuda --profile 20 \
-    --tasks S T --networks CNN STN-SL1 --levers fp32 bf16+channels_last \
-    --out "$OUT/profile-paper.json" 2>"$OUT/profile.err" | tee "$OUT/profile.txt"
-  tail -5 "$OUT/profile.err"
+  timeout 120 python3 -m stn bench --config config/paper.yaml --device cuda --profile 10 \
+    --tasks S T --networks CNN STN-SL1 --levers bf16+channels_last bf16+channels_last+polyphase \
+    --out /tmp/profile/profile-paper.json 2>/tmp/profile.err | cut -c1-180 | tee "$OUT/profile.txt"
+  tail -3 /tmp/profile.err
+  ;;
+precision)
+  timeout 120 bash -c "$(declare -f precision_check); precision_check" 2>&1 | tee "$OUT/precision.log"
   ;;
 quick)
   printf 'datasets: {mnist: {source: embedded}}\ntasks: {R: {test_repeats: 5}}\n' >/tmp/embedded.yaml
