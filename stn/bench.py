@@ -64,6 +64,7 @@ LEVERS: dict[str, dict[str, Any]] = {
     "polyphase": {"polyphase": True},
     "bf16+channels_last+polyphase": BF16_CHANNELS_LAST | {"polyphase": True},
     "graph": {"cuda_graph": True},
+    "graph+polyphase": {"cuda_graph": True, "polyphase": True},
     "bf16+graph": {"precision": "bf16", "cuda_graph": True},
     "bf16+channels_last+graph": BF16_CHANNELS_LAST | {"cuda_graph": True},
     "bf16+channels_last+graph+polyphase": BF16_CHANNELS_LAST | {"cuda_graph": True, "polyphase": True},

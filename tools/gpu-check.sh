@@ -5,7 +5,8 @@
 #                                     today, packing), then the CUDA tests
 #   bash tools/gpu-check.sh profile   torch.profiler of the S and T steps (bf16 + channels_last,
 #                                     without and with polyphase blocks): where a step's time goes
-#   bash tools/gpu-check.sh precision test error of bf16 against fp32 (STN-C1 on R, 2 seeds)
+#   bash tools/gpu-check.sh precision config/gpu-quick.yaml's step with and without polyphase; test
+#                                     error of bf16 against fp32 (STN-C1 on R, 2 seeds, polyphase)
 #   bash tools/gpu-check.sh quick     config/gpu-quick.yaml on the embedded digits, timed
 # Writes logs and reports to $OUT (default results/gpu-check).
 set -uo pipefail
@@ -26,7 +27,7 @@ precision_check() {  # STN-C1 on R (embedded digits): test error of fp32 against
     --set task.rotation=90 --set task.test_repeats=5 --set model.network=STN-C1
     --set model.backbone_args.channels=[64,64] --set train.batch_size=256 --set train.lr=0.01
     --set train.epochs=null --set train.iterations=1500 --set train.checkpoint_every=10000
-    --set train.cuda_graph=true)
+    --set train.cuda_graph=true --set train.polyphase=true)
   python3 -m stn prepare "${base[@]}" --out $dir/test.pt >/dev/null
   for precision in fp32 bf16; do
     for seed in 0 1; do
@@ -54,6 +55,8 @@ profile)
   tail -3 /tmp/profile.err
   ;;
 precision)
+  timeout 120 python3 -m stn bench --config config/gpu-quick.yaml --device cuda --seconds 0.4 \
+    --levers today graph graph+polyphase --out "$OUT/bench-quick.json" 2>/tmp/quick.err | tee "$OUT/bench-quick.txt"
   timeout 120 bash -c "$(declare -f precision_check); precision_check" 2>&1 | tee "$OUT/precision.log"
   ;;
 quick)
