@@ -39,6 +39,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.autograd import DeviceType
 from torch.utils.flop_counter import FlopCounterMode
 
 from stn.config import ConfigError, load_yaml, task_spec
@@ -335,10 +336,12 @@ def profile_step(
     config: dict[str, Any], lever: str, steps: int, device: torch.device, trace: Path | None = None
 ) -> dict[str, Any]:
     """Profile ``steps`` training steps of a run config under ``lever`` with ``torch.profiler``
-    (on CUDA: kernel time; on a CPU: CPU time), after the warm-up (and CUDA-graph capture).
-    Returns the step's time, the augmentation's share of it (the labelled rendering; inside a
-    captured CUDA graph it cannot be told apart, so measure it on an eager lever), the ops
-    taking the most time and the printed table; writes a Chrome trace to ``trace``."""
+    (on CUDA: device time; on a CPU: CPU time), after the warm-up (and CUDA-graph capture).
+    Returns the step's span and busy time (the sum of its kernels on CUDA, of its operators'
+    own time on a CPU), the augmentation's share of the span (the labelled rendering; inside
+    a captured CUDA graph it cannot be told apart, so measure it on an eager lever), the
+    kernels (CUDA) or operators (CPU) taking the most time with their share of the busy time,
+    and the printed table; writes a Chrome trace to ``trace``."""
     images, labels = random_data(config, device)
     step = training_step(config, lever, images, labels)
     step.task = _LabelledAugmentation(step.task)
@@ -359,12 +362,20 @@ def profile_step(
         ("device_time_total", "self_device_time_total") if cuda else ("cpu_time_total", "self_cpu_time_total")
     )
     ranges = {e.key: getattr(e, total) for e in events if e.key in ("step", "augmentation")}
+    # on CUDA only the kernels themselves: an operator's device time is its kernels' again
     operators = sorted(
-        (e for e in events if e.key not in ("step", "augmentation") and getattr(e, own) > 0),
+        (
+            e
+            for e in events
+            if e.key not in ("step", "augmentation")
+            and getattr(e, own) > 0
+            and (not cuda or e.device_type == DeviceType.CUDA)
+        ),
         key=lambda e: getattr(e, own),
         reverse=True,
     )
-    step_us = ranges.get("step") or sum(getattr(e, own) for e in operators)
+    busy_us = sum(getattr(e, own) for e in operators)
+    step_us = ranges.get("step") or busy_us
     if trace is not None:
         trace.parent.mkdir(parents=True, exist_ok=True)
         profiler.export_chrome_trace(str(trace))
@@ -373,12 +384,13 @@ def profile_step(
         "steps": steps,
         "clock": "device" if cuda else "cpu",
         "step_ms": step_us / steps / 1000,
+        "busy_ms": busy_us / steps / 1000,
         # None under a replayed CUDA graph: the rendering is inside it, not a range of its own
         "augmentation_share": ranges["augmentation"] / step_us
         if "augmentation" in ranges and step_us
         else None,
         "top": [
-            {"name": e.key, "ms_per_step": getattr(e, own) / steps / 1000, "share": getattr(e, own) / step_us}
+            {"name": e.key, "ms_per_step": getattr(e, own) / steps / 1000, "share": getattr(e, own) / busy_us}
             for e in operators[:PROFILE_ROWS]
         ],
         "table": events.table(sort_by=own, row_limit=PROFILE_ROWS),
@@ -419,7 +431,8 @@ def format_profiles(report: dict[str, Any]) -> str:
         lines += [
             "",
             f"{entry['task']} {entry['network']} ({entry['lever']}): {entry['step_ms']:.2f} ms per step "
-            f"({entry['clock']} time); augmentation {'-' if share is None else f'{share:.0%}'} of it",
+            f"({entry['clock']} time), {entry['busy_ms']:.2f} ms busy; augmentation "
+            f"{'-' if share is None else f'{share:.0%}'} of the step",
         ]
         lines += [f"  {op['share']:>6.1%} {op['ms_per_step']:>9.3f} ms  {op['name']}" for op in entry["top"]]
     return "\n".join(lines)

@@ -139,6 +139,7 @@ def test_profile_names_the_costliest_operators_and_the_augmentation_share(tmp_pa
     ]
     for profile in report["profiles"]:
         assert profile["clock"] == "cpu" and profile["steps"] == 2 and profile["step_ms"] > 0
+        assert profile["busy_ms"] > 0
         assert 0 < profile["augmentation_share"] < 1  # the labelled rendering, within the step
         shares = [op["share"] for op in profile["top"]]
         assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1.0 + 1e-6
