@@ -92,11 +92,10 @@ def conv_then_pool(conv: nn.Conv2d, pool: nn.MaxPool2d, x: Tensor) -> Tensor:
     well, and the full-resolution map is never pooled by a separate kernel. Ties go to one
     of the tied positions, as in a max-pool."""
     s, k = pool.stride, conv.kernel_size[0]
-    pad = conv.padding if isinstance(conv.padding, str) else conv.padding[0]
-    if pad == "same":
+    if conv.padding == "same":  # as torch pads it: the odd pixel after
         x = F.pad(x, ((k - 1) // 2, k // 2, (k - 1) // 2, k // 2))
-    elif pad:
-        x = F.pad(x, (pad, pad, pad, pad))
+    elif conv.padding != "valid" and conv.padding[0]:
+        x = F.pad(x, (conv.padding[0],) * 4)
     height, width = x.shape[-2] - k + 1, x.shape[-1] - k + 1
     rows, cols = height // s, width // s
     q = -(-(k + s - 1) // s)
@@ -138,6 +137,7 @@ class ConvBlock(nn.Sequential):
             and conv.groups == 1
             and conv.padding_mode == "zeros"
             and conv.kernel_size[0] == conv.kernel_size[1]
+            and (isinstance(conv.padding, str) or conv.padding[0] == conv.padding[1])
             and isinstance(pool.kernel_size, int)
             and pool.kernel_size == pool.stride
             and pool.padding == 0

@@ -13,7 +13,14 @@ from stn.networks import build_network
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 @pytest.mark.parametrize(
     "in_channels, kernel, padding, stride, size",
-    [(1, 9, 0, 2, 112), (1, 5, "same", 2, 56), (3, 5, 2, 2, 33), (1, 7, 0, 3, 40), (2, 4, "same", 2, 17)],
+    [
+        (1, 9, 0, 2, 112),
+        (1, 9, "valid", 2, 30),
+        (1, 5, "same", 2, 56),
+        (3, 5, 2, 2, 33),
+        (1, 7, 0, 3, 40),
+        (2, 4, "same", 2, 17),
+    ],
 )
 def test_conv_then_pool_is_pool_of_conv_with_its_gradients(in_channels, kernel, padding, stride, size):
     torch.manual_seed(0)
@@ -45,6 +52,14 @@ def test_polyphase_blocks_leave_the_network_unchanged(network):
 
 
 def test_only_few_channel_convs_with_tiling_pools_fuse():
+    def fuses(conv: nn.Conv2d, pool: nn.MaxPool2d) -> bool:
+        return ConvBlock.fuses([conv, pool])
+
+    assert fuses(nn.Conv2d(3, 8, 5), nn.MaxPool2d(2))
+    assert not fuses(nn.Conv2d(8, 8, 5), nn.MaxPool2d(2))  # tensor cores take 8 channels as they are
+    assert not fuses(nn.Conv2d(1, 8, 5, padding=(1, 2)), nn.MaxPool2d(2))
+    assert not fuses(nn.Conv2d(1, 8, 5, stride=2), nn.MaxPool2d(2))
+    assert not fuses(nn.Conv2d(1, 8, 5), nn.MaxPool2d(3, 2))
     fused = [
         block.fuses(list(block))
         for name in ("mnist", "plankton")
