@@ -89,8 +89,8 @@ def conv_then_pool(conv: nn.Conv2d, pool: nn.MaxPool2d, x: Tensor) -> Tensor:
     computed as one convolution of the space-to-depth input (s^2 C channels) with s^2 C_out
     filters, one per pooling phase, and a max over the phases: the same numbers, but a conv
     of few input channels (MNIST's first layer has one) becomes one that tensor cores run
-    well, and the full-resolution map is never pooled by a separate kernel. Ties go to one
-    of the tied positions, as in a max-pool."""
+    well, and the full-resolution map is never pooled by a separate kernel, nor has the bias
+    added to it. Ties go to one of the tied positions, as in a max-pool."""
     s, k = pool.stride, conv.kernel_size[0]
     if conv.padding == "same":  # as torch pads it: the odd pixel after
         x = F.pad(x, ((k - 1) // 2, k // 2, (k - 1) // 2, k // 2))
@@ -104,9 +104,13 @@ def conv_then_pool(conv: nn.Conv2d, pool: nn.MaxPool2d, x: Tensor) -> Tensor:
     x = F.pad(x, (0, s * (cols + q - 1) - x.shape[-1], 0, s * (rows + q - 1) - x.shape[-2]))
     if x.is_contiguous(memory_format=torch.channels_last):
         x = x.contiguous(memory_format=torch.channels_last)
-    bias = None if conv.bias is None else conv.bias.repeat(s * s)
-    phases = F.conv2d(F.pixel_unshuffle(x, s), _polyphase_weight(conv.weight, s), bias)
-    return phases.unflatten(1, (s * s, conv.out_channels)).max(dim=1).values
+    phases = F.conv2d(F.pixel_unshuffle(x, s), _polyphase_weight(conv.weight, s))
+    pooled = phases.unflatten(1, (s * s, conv.out_channels)).max(dim=1).values
+    if conv.bias is None:
+        return pooled
+    # a channel's bias is the same in every phase: added after the max, to an s^2 times smaller
+    # map, it gives the same numbers (rounding is monotonic), where the conv would add it to all
+    return pooled + conv.bias.to(pooled.dtype)[:, None, None]
 
 
 class ConvBlock(nn.Sequential):

@@ -38,6 +38,12 @@ def test_conv_then_pool_is_pool_of_conv_with_its_gradients(in_channels, kernel, 
         torch.testing.assert_close(mine, theirs, rtol=1e-10, atol=1e-10)
 
 
+def test_conv_then_pool_without_a_bias():
+    conv, pool = nn.Conv2d(1, 4, 5, bias=False).double(), nn.MaxPool2d(2)
+    x = torch.rand(2, 1, 20, 20, dtype=torch.double)
+    torch.testing.assert_close(conv_then_pool(conv, pool, x), pool(conv(x)), rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("network", ["CNN", "STN-C0", "STN-DL1", "STN-SL1"])
 def test_polyphase_blocks_leave_the_network_unchanged(network):
     torch.manual_seed(1)
