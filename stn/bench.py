@@ -46,7 +46,14 @@ from stn.config import ConfigError, load_yaml, task_spec
 from stn.data.registry import get_dataset
 from stn.experiment import deep_merge, run_config, runs
 from stn.io import save_json
-from stn.training import TrainingStep, batch_indices, make_optimizer, network_from_config, total_steps
+from stn.training import (
+    TrainingStep,
+    batch_indices,
+    capture_cuda_graph,
+    make_optimizer,
+    network_from_config,
+    total_steps,
+)
 
 SWITCHES_OFF: dict[str, Any] = {
     "precision": "fp32",
@@ -150,14 +157,7 @@ def augmentation_rate(config: dict[str, Any], images: Tensor, seconds: float, gr
         return _rate(augment_once, seconds, 2, device)
     index = torch.randint(len(images), (batch,), device=device, generator=generator)
     draws = task.draw(batch, generator, device)
-    stream = torch.cuda.Stream(device)
-    stream.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(stream):
-        task.render(images[index], draws)
-    torch.cuda.current_stream(device).wait_stream(stream)
-    rendering = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(rendering, stream=stream):
-        task.render(images[index], draws)
+    rendering, _ = capture_cuda_graph(lambda: task.render(images[index], draws), device)
     return _rate(lambda i: rendering.replay(), seconds, 2, device)
 
 

@@ -6,8 +6,9 @@ import contextlib
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,8 @@ from stn.data.registry import Task
 from stn.devices import resolve_device
 from stn.io import DamagedFileError, digest_path, load_torch_verified, save_torch_verified
 from stn.networks import STNetwork, build_network
+
+T = TypeVar("T")
 
 
 def network_from_config(config: dict[str, Any]) -> STNetwork:
@@ -97,6 +100,23 @@ def sgd_update(optimizer: torch.optim.SGD, lrs: list[Tensor]) -> None:
             torch._foreach_add_(buffers, grads)
             grads = buffers
         torch._foreach_sub_(params, torch._foreach_mul(grads, lr))
+
+
+def capture_cuda_graph(
+    body: Callable[[], T], device: torch.device, warm_up: Callable[[], object] | None = None
+) -> tuple[torch.cuda.CUDAGraph, T]:
+    """Capture ``body`` as a CUDA graph; returns the graph and what ``body`` returned (the
+    tensors each replay overwrites). ``warm_up`` (default: ``body``) runs once on the capture
+    stream first, so lazily created state (library handles, workspaces) exists before capture."""
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        (warm_up or body)()
+    torch.cuda.current_stream(device).wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, stream=stream):
+        result = body()
+    return graph, result
 
 
 class TrainingStep:
@@ -206,23 +226,21 @@ class TrainingStep:
     def _capture(self, index: Tensor, draws: dict[str, Tensor]) -> None:
         static = {"index": index.clone(), "draws": {k: v.clone() for k, v in draws.items()}}
         static["lrs"] = [torch.tensor(g["lr"], device=self.device) for g in self.optimizer.param_groups]
-        # one pass on the capture stream first, so its lazily created state (library handles,
-        # workspaces) exists before capture; its gradients are discarded
-        stream = torch.cuda.Stream(self.device)
-        stream.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(stream):
+
+        def warm_up() -> None:  # its gradients are discarded
             self.loss(static["index"], static["draws"]).backward()
             self.optimizer.zero_grad(set_to_none=True)
-        torch.cuda.current_stream(self.device).wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=stream):
+
+        def step() -> Tensor:
             loss = self.loss(static["index"], static["draws"])
             loss.backward()
             if self.train["grad_clip"]:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train["grad_clip"])
             sgd_update(self.optimizer, static["lrs"])
-        static["loss"] = loss.detach()
-        self._graph, self._static = graph, static
+            return loss.detach()
+
+        self._graph, static["loss"] = capture_cuda_graph(step, self.device, warm_up)
+        self._static = static
 
     def _replay(self, index: Tensor, draws: dict[str, Tensor]) -> Tensor:
         static = self._static
