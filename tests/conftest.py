@@ -9,6 +9,14 @@ from stn.data.mnist import Digits, load_digits
 from tests.slurm_cluster import LocalSlurm
 
 TINY_BACKBONE = {"channels": [6, 8], "loc_channels": 4, "loc_hidden": 8}
+TINY_DEEP_TRAIN = {
+    "batch_size": 4,
+    "epochs": None,
+    "iterations": 3,
+    "checkpoint_every": 2,
+    "eval_batch_size": 2,
+}
+"""Three steps of batch 4: training and evaluation of the deep (SVHN, Plankton) backbones on a CPU."""
 
 
 @pytest.fixture(scope="session")

@@ -40,7 +40,7 @@ from stn.data.registry import get_dataset
 from stn.evaluation import analyse_rotations, evaluate, load_test_set, prepare_test_set
 from stn.geometry import identity, rotation_angle, warp
 from stn.training import train
-from tests.conftest import tiny_config
+from tests.conftest import TINY_DEEP_TRAIN, tiny_config
 from tests.local_http import serve
 
 # (height, width) of each image per class; the names sort in this order within a class
@@ -572,13 +572,7 @@ def test_train_evaluate_and_analyse_rotations_end_to_end(tmp_path, mini, network
             "backbone": "plankton",
             "backbone_args": {"channels": [4] * 4, "pool_after": [2, 4], "hidden": [8], "num_classes": 3},
         },
-        "train": {
-            "batch_size": 4,
-            "epochs": None,
-            "iterations": 3,
-            "checkpoint_every": 2,
-            "eval_batch_size": 2,
-        },
+        "train": dict(TINY_DEEP_TRAIN),
     }
     stats = train(config, tmp_path / "model.pt", progress=False)
     assert stats["steps"] == 3 and np.isfinite(stats["final_loss"])

@@ -17,7 +17,7 @@ from stn.data.registry import get_dataset
 from stn.data.svhn import SVHNTask, load_prepared
 from stn.evaluation import evaluate, load_test_set, prepare_test_set
 from stn.training import train
-from tests.conftest import tiny_config
+from tests.conftest import TINY_DEEP_TRAIN, tiny_config
 from tests.data.test_svhn import HAND_LABELS, SPLITS, archive_record, pack, split_members
 
 TINY_SVHN = {"channels": [4] * 8, "hidden": [8]}
@@ -58,13 +58,7 @@ def svhn_config(data: dict, network: str = "STN-C0", **task) -> dict:
         "data": data,
         "task": {"name": "SVHN", "canvas": task.get("random_crop") or 64, **task},
         "model": {"network": network, "backbone": "svhn", "backbone_args": dict(TINY_SVHN)},
-        "train": {
-            "batch_size": 4,
-            "epochs": None,
-            "iterations": 3,
-            "checkpoint_every": 2,
-            "eval_batch_size": 2,
-        },
+        "train": dict(TINY_DEEP_TRAIN),
     }
 
 
