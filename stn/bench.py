@@ -40,6 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor
 from torch.autograd import DeviceType
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from stn.config import ConfigError, load_yaml, task_spec
@@ -159,6 +160,33 @@ def augmentation_rate(config: dict[str, Any], images: Tensor, seconds: float, gr
     draws = task.draw(batch, generator, device)
     rendering, _ = capture_cuda_graph(lambda: task.render(images[index], draws), device)
     return _rate(lambda i: rendering.replay(), seconds, 2, device)
+
+
+class _OperationCounter(TorchDispatchMode):
+    ALIASES = (torch.ops.aten._unsafe_view.default,)  # a view of a fresh result, not marked as one
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += not func.is_view and func not in self.ALIASES
+        return func(*args, **(kwargs or {}))
+
+
+def device_operations(call: Callable[[], object]) -> int:
+    """The operations (views aside) ``call()`` dispatches: about one CUDA kernel each, so for
+    small tensors what a replayed CUDA graph of it costs, countable on any device."""
+    with _OperationCounter() as counter:
+        call()
+    return counter.count
+
+
+def rendering_operations(config: dict[str, Any], images: Tensor) -> int:
+    """The device operations of rendering one batch of ``config``'s task (:func:`device_operations`)."""
+    task, batch, device = task_spec(config), config["train"]["batch_size"], images.device
+    draws = task.draw(batch, torch.Generator(device).manual_seed(0), device)
+    return device_operations(lambda: task.render(images[:batch], draws))
 
 
 def _pack_worker(config: dict, lever: str, device: str, seconds: float, barrier, results, slot: int) -> None:
@@ -281,7 +309,10 @@ def run_benchmark(
         report["runs"].append(entry)
         if task not in report["augmentation"]:
             rate = augmentation_rate(config, images, seconds)
-            report["augmentation"][task] = {"ms_per_batch": 1000 / rate}
+            report["augmentation"][task] = {
+                "ms_per_batch": 1000 / rate,
+                "operations": rendering_operations(config, images),
+            }
             if dev.type == "cuda":
                 rate = augmentation_rate(config, images, seconds, graph=True)
                 report["augmentation"][task]["ms_per_batch_graph"] = 1000 / rate
@@ -473,7 +504,7 @@ def format_report(report: dict[str, Any]) -> str:
     lines += ["", "steps/s; augmentation alone, ms per batch (share of each network's fp32 step):"]
     for task, aug in report["augmentation"].items():
         shares = ", ".join(f"{share:.0%}" for share in aug.get("share_of_fp32_step", []))
-        lines.append(f"  {task}: {aug['ms_per_batch']:.2f} ms ({shares})")
+        lines.append(f"  {task}: {aug['ms_per_batch']:.2f} ms ({shares}), {aug['operations']} operations")
         if "ms_per_batch_graph" in aug:
             shares = ", ".join(f"{share:.0%}" for share in aug["graph_share_of_fastest_step"])
             lines.append(

@@ -116,6 +116,14 @@ def affine_matrix(
     return torch.stack([row0, row1], dim=-2)
 
 
+def similarity_matrix(factor: Tensor, offset: Tensor) -> Tensor:
+    """``theta`` (B, 2, 3) of the similarity ``p -> factor * p + offset`` of the plane x + iy,
+    from complex ``factor`` and ``offset`` (B,): ``[[a, -b, u], [b, a, v]]`` for
+    ``factor = a + ib`` and ``offset = u + iv``."""
+    (a, b), (u, v) = torch.view_as_real(factor).unbind(-1), torch.view_as_real(offset).unbind(-1)
+    return torch.stack([a, -b, u, b, a, v], dim=-1).view(-1, 2, 3)
+
+
 def decompose(theta: Tensor) -> dict[str, Tensor]:
     """Read rotation (degrees), scales, shear and translation out of ``theta`` (B, 2, 3).
 

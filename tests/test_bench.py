@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from stn.bench import (
     LEVERS,
     SWITCHES_OFF,
+    device_operations,
     format_report,
     main,
     project,
@@ -55,9 +57,10 @@ def test_benchmark_times_every_run_of_the_config_and_projects_its_hours():
     packing = report["packing"]["R"]
     assert packing["networks"] == ["CNN", "STN-C1"] and packing["speedup"] > 0
     assert hours["packed"] == pytest.approx(expected / max(packing["speedup"], 1.0))
-    assert report["augmentation"]["R"]["ms_per_batch"] > 0
+    assert report["augmentation"]["R"]["ms_per_batch"] > 0 and report["augmentation"]["R"]["operations"] > 0
     text = format_report(report)
-    assert "projected device-hours" in text and "STN-C1-oracle" in text and "floor" in text
+    assert "operations" in text and "projected device-hours" in text
+    assert "STN-C1-oracle" in text and "floor" in text
 
 
 @pytest.mark.parametrize("lever", ["today", "fp32", "bf16+channels_last+graph+polyphase"])
@@ -147,3 +150,9 @@ def test_profile_names_the_costliest_operators_and_the_augmentation_share(tmp_pa
         trace = tmp_path / "traces" / f"R-STN-C1-{profile['lever']}.json"
         assert json.loads(trace.read_text())["traceEvents"]
     assert "augmentation" in capsys.readouterr().out
+
+
+def test_device_operations_count_what_runs_and_not_views():
+    x = torch.ones(4, 3)
+    assert device_operations(lambda: (x + 1).view(-1).unsqueeze(0) * 2) == 2
+    assert device_operations(lambda: x.t().reshape(2, 6)) == 1  # the copy a reshape of a transpose makes

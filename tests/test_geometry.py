@@ -10,6 +10,7 @@ from stn.geometry import (
     identity,
     invert,
     rotation_angle,
+    similarity_matrix,
     warp,
 )
 
@@ -96,3 +97,11 @@ def test_decompose_inverts_affine_matrix():
 def test_rotation_angle_of_similarities():
     angles = torch.tensor([-170.0, -45.0, 0.0, 80.0])
     torch.testing.assert_close(rotation_angle(affine_matrix(angles, 2.0)), angles, atol=1e-4, rtol=0)
+
+
+def test_a_complex_factor_and_offset_are_the_similarity_matrix():
+    angle, scale = torch.tensor([-170.0, 0.0, 33.0]), torch.tensor([0.5, 1.0, 3.0])
+    offset = torch.complex(torch.tensor([0.1, 0.0, -0.4]), torch.tensor([-0.3, 0.2, 0.0]))
+    factor = torch.polar(scale, angle * (torch.pi / 180))
+    expected = affine_matrix(angle, scale, tx=offset.real, ty=offset.imag)
+    torch.testing.assert_close(similarity_matrix(factor, offset), expected, atol=1e-6, rtol=0)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from stn.geometry import affine_matrix, inverse_2x2, invert, sample
+from stn.geometry import sample, similarity_matrix
 
 
 @dataclass(frozen=True)
@@ -92,63 +92,65 @@ def _interpolation_weights(source: Tensor, length: int) -> Tensor:
     """Bilinear weights (..., n, length) of sampling a line of ``length`` pixels at ``source``
     (..., n) pixel coordinates, zero outside: one row per output pixel."""
     taps = torch.arange(length, device=source.device, dtype=source.dtype)
-    return (1.0 - (source.unsqueeze(-1) - taps).abs()).clamp_(min=0.0)
+    return (1.0 - (source.unsqueeze(-1) - taps).abs_()).clamp_(min=0.0)
+
+
+def _as_complex(points: Tensor) -> Tensor:
+    """Points (..., 2) as (x, y) -> complex numbers x + iy (...)."""
+    return torch.complex(points[..., 0], points[..., 1])
 
 
 def render_sprites(
-    sprites: Tensor, centres: Tensor, inverse: Tensor, size: int, window: int, axis_aligned: bool
+    sprites: Tensor, centres: Tensor, sampling: Tensor, size: int, window: int
 ) -> tuple[Tensor, Tensor]:
-    """Render sprites (B, K, h, w) transformed onto a ``size`` wide canvas, each into a
-    ``window`` wide square; returns the windows (B, K, W, W) and their top-left
-    corners (B, K, 2) as (x, y) canvas pixels.
+    """Render square sprites (B, K, s, s) transformed onto a ``size`` wide canvas, each into a
+    ``window`` wide square; returns the windows (B, K, W, W) and their top-left corners
+    (B, K, 2) as (x, y) canvas pixels.
 
-    ``centres`` (B, K, 2) are the sprites' centres (x, y) in pixels from the canvas
-    centre before the transformation; ``inverse`` (B, 2, 2) maps an output offset
-    to a pre-transformation offset. Each sprite is resampled bilinearly (zero
-    outside) into a ``window`` wide square around its transformed centre: only
-    that window is computed; :func:`paste_max` puts them on the canvas. An
-    ``axis_aligned`` (diagonal) ``inverse`` is resampled separably, as two small
+    ``centres`` (B, K, 2) are the sprites' centres (x, y) in pixels from the canvas centre
+    before the transformation. ``sampling`` (B,) is the similarity that maps an output
+    offset to a pre-transformation offset, as a factor: complex ``e^{i angle} / scale``
+    (a rotation of the plane x + iy, and a scaling), or real ``1 / scale`` (a scaling
+    alone). Each sprite is resampled bilinearly (zero outside) into a ``window`` wide
+    square around its transformed centre: only that window is computed; :func:`paste_max`
+    puts them on the canvas. A real ``sampling`` is resampled separably, as two small
     matrix products, instead of through ``grid_sample``.
     """
     b, k, h, w = sprites.shape
-    device, dtype = sprites.device, sprites.dtype
-    like = {"device": device, "dtype": dtype}
+    if h != w:
+        raise ValueError(f"sprites must be square, got {h}x{w}")
     # where each centre lands on the output canvas, and the window's corner there
-    # (closed-form inverses: a solver would synchronise the device, which CUDA graphs forbid)
-    if axis_aligned:
-        landed = centres / torch.diagonal(inverse, dim1=-2, dim2=-1)[:, None]
+    if sampling.is_complex():
+        centres_xy = _as_complex(centres)
+        landed = torch.view_as_real(centres_xy / sampling[:, None])
     else:
-        landed = (inverse_2x2(inverse)[:, None] @ centres.unsqueeze(-1)).squeeze(-1)
-    corner = (landed + (size - window) / 2).round().clamp(0, size - window)
-    # output offsets (from the canvas centre) of the window's pixel centres, per axis
-    steps = torch.arange(window, device=device, dtype=dtype) + 0.5 - size / 2
-    out_x = (corner[..., 0:1] + steps).unsqueeze(-2)  # (B, K, 1, W)
-    out_y = (corner[..., 1:2] + steps).unsqueeze(-1)  # (B, K, W, 1)
-    m = inverse[:, None, :, :, None, None]
-    if axis_aligned:
-        # sprite pixel coordinates (pixel j centred at j) of each window row / column
-        source_x = m[:, :, 0, 0, 0] * out_x[..., 0, :] - centres[..., 0:1] + (w - 1) / 2
-        source_y = m[:, :, 1, 1, :, 0] * out_y[..., 0] - centres[..., 1:2] + (h - 1) / 2
-        rows = _interpolation_weights(source_y, h)  # (B, K, W, h)
-        cols = _interpolation_weights(source_x, w)  # (B, K, W, w)
-        drawn = rows @ sprites @ cols.transpose(-1, -2)
-    else:
-        half = torch.cat([torch.full((1, 1, 1), w / 2, **like), torch.full((1, 1, 1), h / 2, **like)])
-        source = m[:, :, :, 0] * out_x.unsqueeze(2) + m[:, :, :, 1] * out_y.unsqueeze(2)
-        grid = (source - centres[..., None, None]) / half  # (B, K, 2, W, W), normalised
-        grid = grid.permute(0, 1, 3, 4, 2).reshape(b * k, window, window, 2)
+        landed = centres / sampling[:, None, None]
+    corner = (landed + (size - window) / 2).round_().clamp_(0, size - window)
+    # output offsets (from the canvas centre) of the window's pixel centres: (B, K, 2, W) as x, y
+    steps = torch.arange(window, device=sprites.device, dtype=sprites.dtype) + (0.5 - size / 2)
+    out = corner.unsqueeze(-1) + steps
+    if sampling.is_complex():
+        points = torch.complex(out[:, :, 0, None, :], out[:, :, 1, :, None])  # (B, K, W, W): x + iy
+        source = sampling[:, None, None, None] * points - centres_xy[..., None, None]
+        grid = torch.view_as_real(source).div_(w / 2).view(b * k, window, window, 2)  # normalised
         drawn = sample(sprites.reshape(b * k, 1, h, w), grid).view(b, k, window, window)
+    else:
+        # sprite pixel coordinates (pixel j centred at j) of each window column (x) and row (y)
+        source = torch.addcmul(((w - 1) / 2 - centres).unsqueeze(-1), sampling[:, None, None, None], out)
+        weights = _interpolation_weights(source, w)  # (B, K, 2, W, w)
+        drawn = weights[:, :, 1] @ sprites @ weights[:, :, 0].transpose(-1, -2)
     return drawn, corner.long()
 
 
 def _on_pixel_grid(centre: Tensor, sprite: int, canvas: int) -> Tensor:
     """Round a centre so an untransformed sprite's pixels fall on the canvas's pixels."""
-    return (centre - sprite / 2 + canvas / 2).round() + sprite / 2 - canvas / 2
+    offset = (canvas - sprite) / 2
+    return (centre + offset).round_() - offset
 
 
-def _between(unit: Tensor, low: float | Tensor, high: float | Tensor) -> Tensor:
-    """Uniform draws in [0, 1) moved to [low, high)."""
-    return low + (high - low) * unit
+def _between(unit: Tensor, low: float, high: float) -> Tensor:
+    """Uniform draws in [0, 1) moved to [low, high) (all ``low`` when ``low == high``)."""
+    return unit * (high - low) + low if high > low else torch.full_like(unit, low)
 
 
 def draw_augmentation(
@@ -175,21 +177,24 @@ def draw_augmentation(
 def render_augmentation(
     digits: Tensor, draws: dict[str, Tensor], task: TaskSpec
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """The images and parameters of :func:`augment` from its ``draws`` (:func:`draw_augmentation`)."""
+    """The images and parameters of :func:`augment` from its ``draws`` (:func:`draw_augmentation`).
+
+    Few device operations (one CUDA kernel each, so few kernels in a captured training step):
+    a similarity is one complex factor, and constants stay Python numbers."""
     device = digits.device
-    images = digits.float() / 255.0 if digits.dtype == torch.uint8 else digits.float()
+    images = digits * (1 / 255) if digits.dtype == torch.uint8 else digits.float()
     b, size, canvas_size = images.shape[0], images.shape[-1], task.canvas
 
     shift = draws["shift"].float()
     angle = _between(draws["angle"], -task.rotation, task.rotation)
-    scale = 2.0 ** _between(draws["scale"], task.log2_scale[0], task.log2_scale[1])
-    inverse = affine_matrix(angle, 1.0 / scale, device=device)[:, :, :2]
+    scale = torch.exp2(_between(draws["scale"], *task.log2_scale))
+    inverse_scale = scale.reciprocal()
+    sampling = torch.polar(inverse_scale, angle * (math.pi / 180)) if task.rotation else inverse_scale
     growth = 2.0 ** task.log2_scale[1] * (math.sqrt(2) if task.rotation else 1.0)
-    aligned = task.rotation == 0
 
     def draw(sprites: Tensor, centres: Tensor, canvas: Tensor | None) -> Tensor:
         window = min(canvas_size, math.ceil(sprites.shape[-1] * growth) + 2)
-        drawn, corner = render_sprites(sprites, centres, inverse, canvas_size, window, aligned)
+        drawn, corner = render_sprites(sprites, centres, sampling, canvas_size, window)
         if canvas is None and window == canvas_size:
             return drawn[:, 0]  # one sprite covering the whole canvas: it is the canvas
         if canvas is None:
@@ -202,13 +207,13 @@ def render_augmentation(
     if task.clutter:
         k = task.clutter_size
         others = (torch.arange(b, device=device)[:, None] + draws["others"]) % b
-        crop = draws["crop"]
-        rows = (crop[..., 0, None] + torch.arange(k, device=device)).unsqueeze(-1)
-        cols = (crop[..., 1, None] + torch.arange(k, device=device)).unsqueeze(-2)
+        crop, pixels = draws["crop"], torch.arange(k, device=device)
+        rows = (crop[..., 0, None] + pixels).unsqueeze(-1)
+        cols = (crop[..., 1, None] + pixels).unsqueeze(-2)
         patches = images[others[..., None, None], rows, cols]
         # clutter lies uniformly over what stays visible of the untransformed plane
-        reach = (canvas_size / (2 * scale) - k / 2).clamp(min=0)[:, None, None]
-        centres = _between(draws["place"], -reach, reach)
+        reach = (inverse_scale * (canvas_size / 2) - k / 2).clamp_(min=0)[:, None, None]
+        centres = (draws["place"] * 2 - 1) * reach
         canvas = draw(patches, _on_pixel_grid(centres, k, canvas_size), canvas)
 
     return canvas[:, None].clamp_(0.0, 1.0), {"angle": angle, "scale": scale, "shift": shift}
@@ -233,12 +238,12 @@ def undo_matrix(params: dict[str, Tensor], task: TaskSpec) -> Tensor:
     normalised coordinates. The canonical digit is the untransformed one, centred as
     :func:`augment` places it with no shift."""
     size, canvas = task.digit_size, task.canvas
-    centre = _on_pixel_grid(torch.zeros(2, device=params["shift"].device), size, canvas)
+    centre = round((canvas - size) / 2) - (canvas - size) / 2  # _on_pixel_grid of no shift
     shift = (_on_pixel_grid(params["shift"], size, canvas) - centre) * (2.0 / canvas)
-    # the augmented image samples the canonical one at  A p - shift,  A = R(angle) / scale
-    sampling = affine_matrix(params["angle"], 1.0 / params["scale"], device=shift.device)
-    sampling[:, :, 2] = -shift
-    return invert(sampling)
+    # the augmented image samples the canonical one at  e^{i angle} p / scale - shift, so the
+    # canonical one samples the augmented one at  scale e^{-i angle} (p + shift)
+    undo = torch.polar(params["scale"], params["angle"] * (-math.pi / 180))
+    return similarity_matrix(undo, undo * _as_complex(shift))
 
 
 def make_test_set(

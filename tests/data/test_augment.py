@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from stn.bench import device_operations
 from stn.data.augment import PAPER_TASKS, TaskSpec, augment, make_test_set, render_sprites, undo_matrix
 from stn.geometry import affine_matrix, warp
 
@@ -118,11 +119,39 @@ def test_invalid_tasks_are_rejected(kwargs, message):
 
 
 def test_separable_and_grid_resampling_agree():
+    """A real scaling is resampled separably; the same scaling as a complex factor (no rotation)
+    goes through grid_sample: the two agree."""
     torch.manual_seed(0)
     sprites = torch.rand(4, 3, 6, 6)
     centres = torch.randn(4, 3, 2) * 10
-    inverse = affine_matrix(0.0, 1 / (torch.rand(4) * 2 + 0.5), 1 / (torch.rand(4) * 2 + 0.5))[:, :, :2]
-    separable, corners = render_sprites(sprites, centres, inverse, 60, 20, axis_aligned=True)
-    grid, same_corners = render_sprites(sprites, centres, inverse, 60, 20, axis_aligned=False)
+    scaling = 1 / (torch.rand(4) * 2 + 0.5)
+    separable, corners = render_sprites(sprites, centres, scaling, 60, 20)
+    grid, same_corners = render_sprites(sprites, centres, torch.complex(scaling, torch.zeros(4)), 60, 20)
     torch.testing.assert_close(separable, grid, atol=1e-5, rtol=0)
     assert torch.equal(corners, same_corners) and separable.sum() > 0
+
+
+def test_a_complex_factor_rotates_sprites_as_the_affine_warp_does():
+    """One sprite over the whole canvas, through the factor e^{i angle} / scale, is the image
+    ``warp`` gives with the affine matrix of that angle and scale."""
+    torch.manual_seed(0)
+    sprites = torch.rand(5, 1, 28, 28)
+    angle, scale = torch.rand(5) * 180 - 90, 2 ** (torch.rand(5) - 0.5)
+    factor = torch.polar(1 / scale, angle * (torch.pi / 180))
+    drawn, corners = render_sprites(sprites, torch.zeros(5, 1, 2), factor, 28, 28)
+    expected = warp(sprites, affine_matrix(angle, 1 / scale))
+    torch.testing.assert_close(drawn, expected, atol=1e-5, rtol=0)
+    assert not corners.any()
+
+
+@pytest.mark.parametrize("name", ["R", "S", "T"])
+def test_rendering_is_the_same_few_device_operations_for_any_batch(digits, name):
+    """No per-sample work: a batch of 256 dispatches what a batch of 8 does (each operation is
+    one kernel in a captured CUDA graph step)."""
+    task = PAPER_TASKS[name]
+
+    def operations(batch: int) -> int:
+        draws = task.draw(batch, torch.Generator().manual_seed(0))
+        return device_operations(lambda: task.render(digits.train_images[:batch], draws))
+
+    assert operations(8) == operations(256)
