@@ -191,12 +191,16 @@ def render_augmentation(
     inverse_scale = scale.reciprocal()
     sampling = torch.polar(inverse_scale, angle * (math.pi / 180)) if task.rotation else inverse_scale
     growth = 2.0 ** task.log2_scale[1] * (math.sqrt(2) if task.rotation else 1.0)
+    moves_only = not task.rotation and task.log2_scale[0] == task.log2_scale[1] == 0
 
     def draw(sprites: Tensor, centres: Tensor, canvas: Tensor | None) -> Tensor:
-        window = min(canvas_size, math.ceil(sprites.shape[-1] * growth) + 2)
-        drawn, corner = render_sprites(sprites, centres, sampling, canvas_size, window)
-        if canvas is None and window == canvas_size:
-            return drawn[:, 0]  # one sprite covering the whole canvas: it is the canvas
+        if moves_only:  # each sprite is pasted as it is, on whole pixels (centres are on the grid)
+            drawn, corner = sprites, (centres + (canvas_size - sprites.shape[-1]) / 2).long()
+        else:
+            window = min(canvas_size, math.ceil(sprites.shape[-1] * growth) + 2)
+            drawn, corner = render_sprites(sprites, centres, sampling, canvas_size, window)
+            if canvas is None and window == canvas_size:
+                return drawn[:, 0]  # one sprite covering the whole canvas: it is the canvas
         if canvas is None:
             canvas = torch.zeros(b, canvas_size, canvas_size, device=device)
         paste_max(canvas, drawn, corner[..., 1], corner[..., 0])
