@@ -130,13 +130,20 @@ class ConvBlock(nn.Sequential):
 
     @staticmethod
     def fuses(layers: list[nn.Module]) -> bool:
-        """Whether the first two layers are a conv and a max-pool that :func:`conv_then_pool` runs."""
+        """Whether ``polyphase`` runs the first two layers as :func:`conv_then_pool`: a pair it
+        computes (:meth:`poolable`) whose conv has fewer than 8 input channels, which cuDNN runs
+        off the tensor cores (measured for MNIST's first block; ``python -m stn bench --blocks``
+        times every pair both ways)."""
+        return ConvBlock.poolable(layers) and layers[0].in_channels < 8
+
+    @staticmethod
+    def poolable(layers: list[nn.Module]) -> bool:
+        """Whether the first two layers are a conv and a max-pool that :func:`conv_then_pool` computes."""
         if len(layers) < 2 or not isinstance(layers[0], nn.Conv2d) or not isinstance(layers[1], nn.MaxPool2d):
             return False
         conv, pool = layers[:2]
         return (
-            conv.in_channels < 8
-            and conv.stride == (1, 1)
+            conv.stride == (1, 1)
             and conv.dilation == (1, 1)
             and conv.groups == 1
             and conv.padding_mode == "zeros"

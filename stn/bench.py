@@ -43,6 +43,7 @@ from torch.autograd import DeviceType
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from stn.backbones import ConvBlock, conv_then_pool
 from stn.config import ConfigError, load_yaml, task_spec
 from stn.data.registry import get_dataset
 from stn.experiment import deep_merge, run_config, runs
@@ -469,6 +470,112 @@ def format_profiles(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _pair_ms(
+    conv: torch.nn.Conv2d,
+    pool: torch.nn.MaxPool2d,
+    shape: torch.Size,
+    polyphase: bool,
+    seconds: float,
+    device: torch.device,
+) -> float:
+    """ms per forward and backward of ``pool(conv(x))`` (or :func:`conv_then_pool`) for a random
+    ``x`` of ``shape``; bf16, channels_last and ``cudnn.benchmark`` on CUDA."""
+    cuda = device.type == "cuda"
+    x = torch.randn(shape, device=device)
+    x = (x.contiguous(memory_format=torch.channels_last) if cuda else x).requires_grad_(True)
+
+    def once(i: int) -> None:
+        with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
+            out = conv_then_pool(conv, pool, x) if polyphase else pool(conv(x))
+        out.backward(torch.ones_like(out))
+
+    with torch.backends.cudnn.flags(enabled=True, benchmark=cuda):
+        return 1000 / _rate(once, seconds, 3, device)
+
+
+def time_conv_pools(config: dict[str, Any], device: torch.device, seconds: float) -> list[dict[str, Any]]:
+    """Each conv + max-pool pair of a run's network that :func:`~stn.backbones.conv_then_pool`
+    computes (:meth:`~stn.backbones.ConvBlock.poolable`, whether or not ``polyphase`` fuses it),
+    at the input a training step gives it: ms per forward and backward as a conv then a
+    max-pool, and as ``conv_then_pool``; in bf16, channels_last and with ``cudnn.benchmark`` on
+    CUDA, the fastest stock setting."""
+    images, labels = random_data(config, device)
+    step = training_step(config, "fp32", images, labels)
+    inputs: dict[ConvBlock, torch.Size] = {}
+
+    def remember(block: ConvBlock, args: tuple[Tensor, ...]) -> None:
+        inputs.setdefault(block, args[0].shape)
+
+    hooks = [
+        block.register_forward_pre_hook(remember)
+        for block in step.model.modules()
+        if isinstance(block, ConvBlock) and ConvBlock.poolable(list(block))
+    ]
+    index = step.indices(0)
+    step.loss(index, step.task.draw(len(index), step.generator, device))
+    for hook in hooks:
+        hook.remove()
+    names = {block: name for name, block in step.model.named_modules()}
+    timings, seen = [], set()
+    for block, shape in inputs.items():
+        conv, pool = list(block)[:2]
+        key = (tuple(shape), tuple(conv.weight.shape), pool.stride)
+        if key in seen:
+            continue
+        seen.add(key)
+        ms = {
+            "conv then pool": _pair_ms(conv, pool, shape, False, seconds, device),
+            "conv_then_pool": _pair_ms(conv, pool, shape, True, seconds, device),
+        }
+        timings.append(
+            {
+                "block": names[block],
+                "input": list(shape),
+                "conv": list(conv.weight.shape),
+                "fused_by_polyphase": ConvBlock.fuses(list(block)),
+                "ms": ms,
+                "speedup": ms["conv then pool"] / ms["conv_then_pool"],
+            }
+        )
+    return timings
+
+
+def run_conv_pool_timings(
+    experiment: dict[str, Any],
+    device: str = "auto",
+    tasks: Sequence[str] | None = None,
+    networks: Sequence[str] | None = None,
+    seconds: float = 2.0,
+    log: Callable[[str], None] = lambda message: None,
+) -> dict[str, Any]:
+    """:func:`time_conv_pools` for each selected run of an experiment."""
+    dev, _, pairs = _selection(experiment, device, [], tasks, networks, log)
+    blocks = []
+    for task, network in pairs:
+        log(f"timing the conv + max-pool pairs of {task} {network}")
+        config = run_config(experiment, task, network, experiment["seeds"][0]) | {"device": dev.type}
+        blocks += [
+            {"task": task, "network": network, **entry} for entry in time_conv_pools(config, dev, seconds)
+        ]
+    device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    return {"device": device_name, "torch": torch.__version__, "blocks": blocks}
+
+
+def format_conv_pool_timings(report: dict[str, Any]) -> str:
+    """One line per timed conv + max-pool pair: its shapes, both ways' ms and the ratio."""
+    lines = [f"device {report['device']}, torch {report['torch']}; ms per forward and backward:"]
+    for entry in report["blocks"]:
+        c_out, c_in, k, _ = entry["conv"]
+        ms = entry["ms"]
+        lines.append(
+            f"{entry['task']} {entry['network']} {entry['block']}: {c_in}->{c_out} {k}x{k} on "
+            f"{tuple(entry['input'])}: conv then pool {ms['conv then pool']:.3f}, conv_then_pool "
+            f"{ms['conv_then_pool']:.3f} ({entry['speedup']:.2f}x; "
+            f"{'fused' if entry['fused_by_polyphase'] else 'not fused'} by polyphase)"
+        )
+    return "\n".join(lines)
+
+
 def project(report: dict[str, Any]) -> dict[str, Any]:
     """Device-hours of the whole grid per lever (sequential and packed) and the FLOP floor."""
     hours: dict[str, Any] = {}
@@ -557,7 +664,13 @@ def main(argv: list[str] | None = None) -> int:
         "costliest operators, the augmentation's share (eager levers), Chrome traces",
     )
     parser.add_argument(
-        "--out", type=Path, help="JSON (default: results/bench/<config>-<device>[-profile].json)"
+        "--blocks",
+        action="store_true",
+        help="instead of timing steps, time each conv + max-pool pair of the selected runs' networks "
+        "as a conv then a pool and as one polyphase conv (stn.backbones.conv_then_pool)",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="JSON (default: results/bench/<config>-<device>[-profile|-blocks].json)"
     )
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.pack < 1 or args.peak_tflops <= 0 or args.profile < 0:
@@ -576,49 +689,37 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    if args.profile:
-        device = (
-            "cuda"
-            if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-            else "cpu"
-        )
-        out = args.out or Path("results/bench") / f"{args.config.stem}-{device}-profile.json"
-        report = run_profiles(
-            experiment,
-            args.device,
+    cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    suffix = "-profile" if args.profile else "-blocks" if args.blocks else ""
+    out = args.out or Path("results/bench") / f"{args.config.stem}-{'cuda' if cuda else 'cpu'}{suffix}.json"
+    selection = (experiment, args.device)
+    if args.blocks:
+        report = run_conv_pool_timings(*selection, args.tasks, args.networks, args.seconds, log)
+        text, complete = format_conv_pool_timings(report), True
+    elif args.profile:
+        traces = out.parent / "traces"
+        report = run_profiles(*selection, args.levers, args.tasks, args.networks, args.profile, traces, log)
+        text, complete = format_profiles(report) + f"\n\nChrome traces in {traces}", True
+    else:
+        report = run_benchmark(
+            *selection,
             args.levers,
             args.tasks,
             args.networks,
-            args.profile,
-            out.parent / "traces",
-            log,
+            args.seconds,
+            args.pack,
+            args.pack_lever,
+            args.peak_tflops,
+            log=log,
         )
-        report["config"] = str(args.config)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        save_json(report, out)
-        print(format_profiles(report))
-        print(f"\nwritten: {out} (Chrome traces in {out.parent / 'traces'})")
-        return 0
-    report = run_benchmark(
-        experiment,
-        args.device,
-        args.levers,
-        args.tasks,
-        args.networks,
-        args.seconds,
-        args.pack,
-        args.pack_lever,
-        args.peak_tflops,
-        log=log,
-    )
+        text = format_report(report)
+        complete = all(math.isfinite(h["sequential"]) for h in report["projection"]["hours"].values())
     report["config"] = str(args.config)
-    device = "cuda" if report["device"] != "cpu" else "cpu"
-    out = args.out or Path("results/bench") / f"{args.config.stem}-{device}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     save_json(report, out)
-    print(format_report(report))
+    print(text)
     print(f"\nwritten: {out}")
-    return 0 if all(math.isfinite(h["sequential"]) for h in report["projection"]["hours"].values()) else 1
+    return 0 if complete else 1
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ def test_only_few_channel_convs_with_tiling_pools_fuse():
 
     assert fuses(nn.Conv2d(3, 8, 5), nn.MaxPool2d(2))
     assert not fuses(nn.Conv2d(8, 8, 5), nn.MaxPool2d(2))  # tensor cores take 8 channels as they are
+    assert ConvBlock.poolable([nn.Conv2d(8, 8, 5), nn.MaxPool2d(2)])  # though conv_then_pool computes it
     assert not fuses(nn.Conv2d(1, 8, 5, padding=(1, 2)), nn.MaxPool2d(2))
     assert not fuses(nn.Conv2d(1, 8, 5, stride=2), nn.MaxPool2d(2))
     assert not fuses(nn.Conv2d(1, 8, 5), nn.MaxPool2d(3, 2))

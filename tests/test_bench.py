@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -156,3 +157,26 @@ def test_device_operations_count_what_runs_and_not_views():
     x = torch.ones(4, 3)
     assert device_operations(lambda: (x + 1).view(-1).unsqueeze(0) * 2) == 2
     assert device_operations(lambda: x.t().reshape(2, 6)) == 1  # the copy a reshape of a transpose makes
+
+
+def test_blocks_times_each_conv_and_pool_pair_both_ways(tmp_path, capsys):
+    experiment = copy.deepcopy(tiny_experiment())  # its backbone is the shared TINY_BACKBONE
+    experiment["backbones"]["mnist"]["args"]["channels"] = [10, 8]  # block 2 reads 10 channels
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(experiment))
+    out = tmp_path / "blocks.json"
+    argv = ["--config", str(config), "--device", "cpu", "--networks", "STN-C1", "--seconds", "0.05"]
+    assert main([*argv, "--blocks", "--out", str(out)]) == 0
+    blocks = json.loads(out.read_text())["blocks"]
+    # the classifier's two blocks at their step inputs (28 px digits, then 10 px maps of 10 channels)
+    classifier = {tuple(b["input"]): b for b in blocks if b["block"].startswith("blocks.")}
+    assert set(classifier) == {(16, 1, 28, 28), (16, 10, 10, 10)}
+    assert classifier[16, 1, 28, 28]["fused_by_polyphase"]
+    assert not classifier[16, 10, 10, 10]["fused_by_polyphase"]  # but timed, to see whether it would pay
+    for entry in blocks:
+        assert entry["task"] == "R" and entry["network"] == "STN-C1"
+        assert min(entry["ms"].values()) > 0
+        assert entry["speedup"] == pytest.approx(
+            entry["ms"]["conv then pool"] / entry["ms"]["conv_then_pool"]
+        )
+    assert "conv_then_pool" in capsys.readouterr().out
