@@ -22,7 +22,9 @@ the data set's size: throughput does not depend on the pixels.
 
 ``--profile STEPS`` profiles instead (``torch.profiler``: kernel time on CUDA, CPU time on a
 CPU): per run and lever, the step's time, the augmentation's share of it and the costliest
-operators, with a Chrome trace of each under ``results/bench/traces/``.
+operators, with a Chrome trace of each under ``results/bench/traces/``. ``--blocks`` times each
+conv + max-pool pair of the selected runs' networks as a conv then a pool and as one polyphase
+conv (:func:`stn.backbones.conv_then_pool`), fused by the ``polyphase`` switch or not.
 """
 
 from __future__ import annotations
