@@ -2,8 +2,10 @@
 
 One mechanism for every task: the digit (shifted by whole pixels) and clutter
 patches cut from other digits are sprites, each resampled through the same random
-rotation and scale into a window of the output canvas and max-combined there. Everything is a tensor
-operation on the digits' device; there is no per-sample Python.
+rotation and scale into a window of the output canvas (pasted as it is where a task
+only moves) and max-combined there. Everything is a tensor operation on the digits'
+device, the same few whatever the batch (a captured CUDA graph replays one kernel
+per operation); there is no per-sample Python.
 """
 
 from __future__ import annotations
