@@ -19,6 +19,15 @@ include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/report.smk"
 
 
+# On a cluster these run where Snakemake runs (a login node): downloads need the network that
+# compute nodes often lack, and the tables are quick reads of the runs' metrics.
+localrules:
+    download,
+    table,
+    depth_figure,
+    rotation_report,
+
+
 rule all:
     default_target: True
     input:
