@@ -694,25 +694,26 @@ def main(argv: list[str] | None = None) -> int:
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     suffix = "-profile" if args.profile else "-blocks" if args.blocks else ""
     out = args.out or Path("results/bench") / f"{args.config.stem}-{'cuda' if cuda else 'cpu'}{suffix}.json"
-    selection = (experiment, args.device)
+    runs_chosen = {"tasks": args.tasks, "networks": args.networks, "log": log}
     if args.blocks:
-        report = run_conv_pool_timings(*selection, args.tasks, args.networks, args.seconds, log)
+        report = run_conv_pool_timings(experiment, args.device, seconds=args.seconds, **runs_chosen)
         text, complete = format_conv_pool_timings(report), True
     elif args.profile:
         traces = out.parent / "traces"
-        report = run_profiles(*selection, args.levers, args.tasks, args.networks, args.profile, traces, log)
+        report = run_profiles(
+            experiment, args.device, args.levers, steps=args.profile, trace_dir=traces, **runs_chosen
+        )
         text, complete = format_profiles(report) + f"\n\nChrome traces in {traces}", True
     else:
         report = run_benchmark(
-            *selection,
+            experiment,
+            args.device,
             args.levers,
-            args.tasks,
-            args.networks,
-            args.seconds,
-            args.pack,
-            args.pack_lever,
-            args.peak_tflops,
-            log=log,
+            seconds=args.seconds,
+            pack=args.pack,
+            pack_lever=args.pack_lever,
+            peak_tflops=args.peak_tflops,
+            **runs_chosen,
         )
         text = format_report(report)
         complete = all(math.isfinite(h["sequential"]) for h in report["projection"]["hours"].values())
