@@ -154,18 +154,15 @@ def rotation_angle(theta: Tensor) -> Tensor:
     return torch.rad2deg(torch.atan2(theta[:, 1, 0] - theta[:, 0, 1], theta[:, 0, 0] + theta[:, 1, 1]))
 
 
-def frame_matrix(scale: float, offset: float, device: torch.device | None = None) -> Tensor:
-    """The (1, 2, 3) map ``p -> scale * p + offset`` (both axes) from a feature map's normalised
-    coordinates to the input's, for a map that covers a centred or shifted square of the input."""
-    return torch.tensor([[[scale, 0.0, offset], [0.0, scale, offset]]], device=device)
-
-
-def in_frame(theta: Tensor, frame: Tensor) -> Tensor:
-    """A warp ``theta`` of the input expressed in the coordinates of a map whose ``frame``
-    (:func:`frame_matrix`) places it in the input: ``frame^-1 @ theta @ frame``.
-
-    Rotations and scales about the centre of a centred map are unchanged; translations
-    grow as the map covers less of the input.
+def in_frame(theta: Tensor, frame: tuple[float, float]) -> Tensor:
+    """A warp ``theta`` (B, 2, 3) of the input expressed in the coordinates of a map whose
+    ``frame`` (scale, offset) places it in the input (``p -> scale * p + offset`` on both axes):
+    ``frame^-1 @ theta @ frame``, in closed form. The linear part is unchanged (rotations and
+    scales about the centre of a centred map); the translation becomes
+    ``(A (offset, offset) + t - offset) / scale``, growing as the map covers less of the input.
     """
-    frame = frame.to(theta).expand(len(theta), 2, 3)
-    return compose(compose(invert(frame), theta), frame)
+    scale, offset = frame
+    linear, shift = theta[..., :2], theta[..., 2:]
+    if offset:
+        shift = linear.sum(-1, keepdim=True) * offset + (shift - offset)
+    return torch.cat([linear, shift / scale], dim=-1)

@@ -20,7 +20,6 @@ from torch import Tensor
 from stn.geometry import (
     affine_matrix,
     compose,
-    frame_matrix,
     identity,
     in_frame,
     invert,
@@ -129,11 +128,11 @@ def realign_feature_maps(model: STNetwork, images: Tensor, theta: Tensor, depth:
     so the input alignment returns the original maps and any error of the feature alignment
     comes from channels that respond differently to the transformed pattern."""
     blocks = torch.nn.Sequential(*model.eval().blocks[:depth])
-    frame = frame_matrix(*model.feature_frames[depth], device=images.device)
     moved = transformed(images, theta, model.padding_mode)
     undo = invert(theta)
     original = blocks(images)
-    features = warp(blocks(moved), in_frame(undo, frame), padding_mode=model.padding_mode)
+    back = in_frame(undo, model.feature_frames[depth])
+    features = warp(blocks(moved), back, padding_mode=model.padding_mode)
     inputs = blocks(transformed(moved, undo, model.padding_mode))
     return Realignment(
         original, features, inputs, _channel_error(original, features), _channel_error(original, inputs)

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from stn.backbones import Backbone, LocHeadSpec, build_backbone, conv_stage, mlp
-from stn.geometry import compose, frame_matrix, in_frame, warp
+from stn.geometry import compose, in_frame, warp
 from stn.variants import NetworkSpec, TransformerSpec, parse_network_name
 
 
@@ -46,7 +46,7 @@ class OracleHead(nn.Module):
     def __init__(self, frame: tuple[float, float], network: str) -> None:
         super().__init__()
         self.network = network
-        self.register_buffer("frame", frame_matrix(*frame), persistent=False)
+        self.frame = frame
 
     def forward(self, x: Tensor, pose: Tensor | None = None) -> Tensor:
         if pose is None:

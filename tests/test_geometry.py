@@ -8,6 +8,7 @@ from stn.geometry import (
     compose,
     decompose,
     identity,
+    in_frame,
     invert,
     rotation_angle,
     similarity_matrix,
@@ -105,3 +106,13 @@ def test_a_complex_factor_and_offset_are_the_similarity_matrix():
     factor = torch.polar(scale, angle * (torch.pi / 180))
     expected = affine_matrix(angle, scale, tx=offset.real, ty=offset.imag)
     torch.testing.assert_close(similarity_matrix(factor, offset), expected, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("frame", [(1.0, 0.0), (0.5, 0.0), (0.75, -0.1)])
+def test_in_frame_is_the_warp_conjugated_by_the_frame(frame):
+    """Closed form against ``frame^-1 @ theta @ frame`` of the frame's matrix."""
+    theta = affine_matrix(torch.tensor([30.0, -100.0]), torch.tensor([1.3, 0.6]), tx=0.2, ty=-0.4)
+    scale, offset = frame
+    matrix = torch.tensor([[[scale, 0.0, offset], [0.0, scale, offset]]]).expand(2, 2, 3)
+    expected = compose(compose(invert(matrix), theta), matrix)
+    torch.testing.assert_close(in_frame(theta, frame), expected, atol=1e-6, rtol=0)
