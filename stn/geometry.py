@@ -53,12 +53,14 @@ def invert(theta: Tensor) -> Tensor:
 def affine_grid(theta: Tensor, height: int, width: int) -> Tensor:
     """The sampling grid (B, H, W, 2) of ``theta``, as ``F.affine_grid`` with ``ALIGN_CORNERS``.
 
-    Built by broadcasting: much faster than ``F.affine_grid``'s batched matmul on CPU.
+    Built by broadcasting, in four operations: much faster than ``F.affine_grid``'s batched
+    matmul on CPU, and few kernels in a captured CUDA graph.
     """
-    ys = (torch.arange(height, device=theta.device, dtype=theta.dtype) * 2 + 1) / height - 1
-    xs = (torch.arange(width, device=theta.device, dtype=theta.dtype) * 2 + 1) / width - 1
+    like = {"device": theta.device, "dtype": theta.dtype}
+    ys = torch.linspace(1 / height - 1, 1 - 1 / height, height, **like)  # pixel centres (2i + 1) / n - 1
+    xs = torch.linspace(1 / width - 1, 1 - 1 / width, width, **like)
     t = theta[:, :, :, None, None]
-    grid = t[:, :, 0] * xs + t[:, :, 1] * ys[:, None] + t[:, :, 2]
+    grid = torch.addcmul(torch.addcmul(t[:, :, 2], t[:, :, 1], ys[:, None]), t[:, :, 0], xs)
     return grid.permute(0, 2, 3, 1)
 
 
