@@ -70,18 +70,20 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 
 def _polyphase_weight(weight: Tensor, stride: int) -> Tensor:
     """The kernel of :func:`conv_then_pool` on the space-to-depth input: for each pooling phase
-    (a, b) the conv kernel shifted by (a, b) and cut into stride x stride sub-pixel channels.
-    (C_out, C, K, K) -> (stride^2 C_out, stride^2 C, Q, Q), Q = ceil((K + stride - 1) / stride)."""
+    the conv kernel shifted by that phase's offset and cut into stride x stride sub-pixel
+    channels. (C_out, C, K, K) -> (stride^2 C_out, stride^2 C, Q, Q), Q = ceil((K + stride - 1) /
+    stride), phase-major. Three operations (a pad and two copies), however many phases."""
     c_out, c_in, k, _ = weight.shape
-    q = -(-(k + stride - 1) // stride)
-    phases = []
-    for a in range(stride):
-        for b in range(stride):
-            shifted = F.pad(weight, (b, stride * q - k - b, a, stride * q - k - a))  # [t] = w[t - shift]
-            # taps t = stride * q + r: sub-pixel r becomes a channel, ordered as pixel_unshuffle's
-            cut = shifted.view(c_out, c_in, q, stride, q, stride).permute(0, 1, 3, 5, 2, 4)
-            phases.append(cut.reshape(c_out, c_in * stride * stride, q, q))
-    return torch.cat(phases)
+    s, q = stride, -(-(k + stride - 1) // stride)
+    n = s * q
+    # every phase's shifted kernel is an n x n window of one padded kernel: the window at
+    # offset (i, j) holds the kernel shifted by (s - 1 - i, s - 1 - j); the max over phases
+    # does not care which phase comes first
+    padded = F.pad(weight, (s - 1, n - k, s - 1, n - k))
+    windows = padded.unfold(2, n, 1).unfold(3, n, 1)  # (C_out, C, i, j, n, n)
+    # taps t = s * q + r: sub-pixel r becomes a channel, ordered as pixel_unshuffle's
+    cut = windows.reshape(c_out, c_in, s, s, q, s, q, s).permute(2, 3, 0, 1, 5, 7, 4, 6)
+    return cut.reshape(s * s * c_out, c_in * s * s, q, q)
 
 
 def conv_then_pool(conv: nn.Conv2d, pool: nn.MaxPool2d, x: Tensor) -> Tensor:
