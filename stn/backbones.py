@@ -72,7 +72,7 @@ def _polyphase_weight(weight: Tensor, stride: int) -> Tensor:
     """The kernel of :func:`conv_then_pool` on the space-to-depth input: for each pooling phase
     the conv kernel shifted by that phase's offset and cut into stride x stride sub-pixel
     channels. (C_out, C, K, K) -> (stride^2 C_out, stride^2 C, Q, Q), Q = ceil((K + stride - 1) /
-    stride), phase-major. Three operations (a pad and two copies), however many phases."""
+    stride), phase-major. Two operations (a pad and a copy), however many phases."""
     c_out, c_in, k, _ = weight.shape
     s, q = stride, -(-(k + stride - 1) // stride)
     n = s * q

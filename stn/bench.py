@@ -220,6 +220,12 @@ def packed_rates(configs: Sequence[dict], lever: str, device: str, seconds: floa
     return [rates[slot] for slot in range(len(configs))]
 
 
+def _machine(device: torch.device) -> dict[str, str]:
+    """What a report was measured on: the device's name and the torch version."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return {"device": name, "torch": torch.__version__}
+
+
 def _selection(
     experiment: dict[str, Any],
     device: str,
@@ -266,8 +272,7 @@ def run_benchmark(
     pack_lever = pack_lever or levers[-1]
     seeds = len(experiment["seeds"])
     report: dict[str, Any] = {
-        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-        "torch": torch.__version__,
+        **_machine(dev),
         "seconds_per_measurement": seconds,
         "levers": {lever: LEVERS[lever] for lever in levers},
         "peak_tflops": peak_tflops,
@@ -453,8 +458,7 @@ def run_profiles(
             profiles.append(
                 {"task": task, "network": network, **profile_step(config, lever, steps, dev, trace)}
             )
-    device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-    return {"device": device_name, "torch": torch.__version__, "profiles": profiles}
+    return {**_machine(dev), "profiles": profiles}
 
 
 def format_profiles(report: dict[str, Any]) -> str:
@@ -559,8 +563,7 @@ def run_conv_pool_timings(
         blocks += [
             {"task": task, "network": network, **entry} for entry in time_conv_pools(config, dev, seconds)
         ]
-    device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-    return {"device": device_name, "torch": torch.__version__, "blocks": blocks}
+    return {**_machine(dev), "blocks": blocks}
 
 
 def format_conv_pool_timings(report: dict[str, Any]) -> str:

@@ -127,13 +127,7 @@ def test_cuda_graph_and_bf16_train_like_the_eager_fp32_step(tmp_path, network, t
         "eager": {},
         "graph": {"cuda_graph": True},
         "polyphase+graph": {"polyphase": True, "cuda_graph": True},
-        "bf16+graph": {
-            "precision": "bf16",
-            "channels_last": True,
-            "cudnn_benchmark": True,
-            "cuda_graph": True,
-            "polyphase": True,
-        },
+        "bf16+graph": CUDA_SWITCHES,
     }.items():
         stats = train(gpu_config(network, task, **switches), tmp_path / f"{name}.pt", progress=False)
         model, content = load_checkpoint(tmp_path / f"{name}.pt", "cpu")  # loads on the CPU
