@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -115,28 +115,35 @@ def conv_then_pool(conv: nn.Conv2d, pool: nn.MaxPool2d, x: Tensor) -> Tensor:
     return pooled + conv.bias.to(pooled.dtype)[:, None, None]
 
 
+Polyphase = bool | Literal["all"]
+"""Which conv + max-pool pairs run as :func:`conv_then_pool`: none (False), those whose conv has
+fewer than 8 input channels (True), or every pair it computes ("all")."""
+
+
 class ConvBlock(nn.Sequential):
     """A stage (conv, optional max-pool, nonlinearity, optional dropout). With ``polyphase``
-    set, a conv of fewer than 8 input channels and the max-pool after it run as
-    :func:`conv_then_pool` (the same function; the parameters are the conv's own)."""
+    set, the conv and the max-pool after it run as :func:`conv_then_pool` where
+    :meth:`fuses` says so (the same function; the parameters are the conv's own)."""
 
-    polyphase = False
+    polyphase: Polyphase = False
 
     def forward(self, x: Tensor) -> Tensor:
         layers = list(self)
-        if self.polyphase and self.fuses(layers):
+        if self.fuses(layers, self.polyphase):
             x, layers = conv_then_pool(layers[0], layers[1], x), layers[2:]
         for layer in layers:
             x = layer(x)
         return x
 
     @staticmethod
-    def fuses(layers: list[nn.Module]) -> bool:
+    def fuses(layers: list[nn.Module], polyphase: Polyphase = True) -> bool:
         """Whether ``polyphase`` runs the first two layers as :func:`conv_then_pool`: a pair it
-        computes (:meth:`poolable`) whose conv has fewer than 8 input channels, which cuDNN runs
-        off the tensor cores (measured for MNIST's first block; ``python -m stn bench --blocks``
-        times every pair both ways)."""
-        return ConvBlock.poolable(layers) and layers[0].in_channels < 8
+        computes (:meth:`poolable`), and with ``True`` only one whose conv has fewer than 8 input
+        channels, which cuDNN runs off the tensor cores (``python -m stn bench --blocks`` times
+        every pair both ways)."""
+        if not polyphase or not ConvBlock.poolable(layers):
+            return False
+        return polyphase == "all" or layers[0].in_channels < 8
 
     @staticmethod
     def poolable(layers: list[nn.Module]) -> bool:

@@ -80,6 +80,7 @@ LEVERS: dict[str, dict[str, Any]] = {
     "bf16+graph": {"precision": "bf16", "cuda_graph": True},
     "bf16+channels_last+graph": BF16_CHANNELS_LAST | {"cuda_graph": True},
     "bf16+channels_last+graph+polyphase": BF16_CHANNELS_LAST | {"cuda_graph": True, "polyphase": True},
+    "bf16+channels_last+graph+polyphase_all": BF16_CHANNELS_LAST | {"cuda_graph": True, "polyphase": "all"},
 }
 """Each lever's ``train`` switches; the ones it does not name are off (:data:`SWITCHES_OFF`),
 whatever the config sets, so every lever is measured on the same footing."""

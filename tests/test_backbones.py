@@ -44,16 +44,17 @@ def test_conv_then_pool_without_a_bias():
     torch.testing.assert_close(conv_then_pool(conv, pool, x), pool(conv(x)), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("polyphase", [True, "all"])
 @pytest.mark.parametrize("network", ["CNN", "STN-C0", "STN-DL1", "STN-SL1"])
-def test_polyphase_blocks_leave_the_network_unchanged(network):
+def test_polyphase_blocks_leave_the_network_unchanged(network, polyphase):
     torch.manual_seed(1)
     model = build_network(network, "mnist", input_size=60).double()
     x = torch.rand(4, 1, 60, 60, dtype=torch.double)
     expected = model(x)
     blocks = [m for m in model.modules() if isinstance(m, ConvBlock)]
     for block in blocks:
-        block.polyphase = True
-    assert any(block.fuses(list(block)) for block in blocks)
+        block.polyphase = polyphase
+    assert any(block.fuses(list(block), polyphase) for block in blocks)
     torch.testing.assert_close(model(x), expected, rtol=0, atol=1e-10)
 
 
@@ -76,3 +77,10 @@ def test_only_few_channel_convs_with_tiling_pools_fuse():
     # mnist: the one-channel first conv, not the 64-channel second; plankton: its first conv
     # has one channel but no pool, and its 3x3/2 pools overlap
     assert fused == [True, False] + [False] * 10
+
+
+def test_polyphase_all_fuses_every_pair_it_computes():
+    wide, overlapping = [nn.Conv2d(64, 64, 7), nn.MaxPool2d(2)], [nn.Conv2d(64, 64, 7), nn.MaxPool2d(3, 2)]
+    assert ConvBlock.fuses(wide, "all") and not ConvBlock.fuses(wide, True)
+    assert not ConvBlock.fuses(overlapping, "all")
+    assert not ConvBlock.fuses([nn.Conv2d(1, 8, 5), nn.MaxPool2d(2)], False)

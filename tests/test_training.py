@@ -126,6 +126,8 @@ def test_evaluate_measures_rotation_undone_only_on_rotated_tasks(tmp_path):
         ({"trian": {}}, "'trian' was unexpected"),
         ({"train": {"lr": "fast"}}, "train.lr: 'fast' is not of type 'number'"),
         ({"train": {"schedule": "linear"}}, "train.schedule"),
+        ({"train": {"polyphase": "first"}}, "train.polyphase: 'first' is not one of"),
+        ({"train": {"polyphase": 1}}, "train.polyphase: 1 is not one of"),
         ({"model": {"network": "STN-Q1"}}, "invalid network name 'STN-Q1'"),
         ({"model": {"network": "STN-C7"}}, "depth 7 exceeds"),
         ({"task": {"canvas": 40, "translation": 16}}, "shifted digit"),

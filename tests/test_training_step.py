@@ -127,6 +127,7 @@ def test_cuda_graph_and_bf16_train_like_the_eager_fp32_step(tmp_path, network, t
         "eager": {},
         "graph": {"cuda_graph": True},
         "polyphase+graph": {"polyphase": True, "cuda_graph": True},
+        "polyphase_all+graph": {"polyphase": "all", "cuda_graph": True},
         "bf16+graph": CUDA_SWITCHES,
     }.items():
         stats = train(gpu_config(network, task, **switches), tmp_path / f"{name}.pt", progress=False)
@@ -137,4 +138,5 @@ def test_cuda_graph_and_bf16_train_like_the_eager_fp32_step(tmp_path, network, t
     # the same batches and draws: fp32 graph and eager agree to rounding, bf16 to its precision
     assert losses["graph"] == pytest.approx(losses["eager"], rel=1e-2, abs=1e-3)
     assert losses["polyphase+graph"] == pytest.approx(losses["eager"], rel=1e-2, abs=1e-3)
+    assert losses["polyphase_all+graph"] == pytest.approx(losses["eager"], rel=1e-2, abs=1e-3)
     assert losses["bf16+graph"] == pytest.approx(losses["eager"], rel=0.15, abs=0.05)

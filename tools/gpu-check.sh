@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # GPU measurements for the speed work (README, "Training at the GPU's pace"), on a machine
 # with no network: carried wheels in .whl/ are installed first when present.
-#   bash tools/gpu-check.sh bench     python -m stn bench of config/paper.yaml (the levers against
-#                                     today, packing; each conv + pool pair of S and T as a
-#                                     conv then a pool and as one polyphase conv), then the CUDA tests
+#   bash tools/gpu-check.sh bench     the CUDA tests, then python -m stn bench of config/paper.yaml:
+#                                     each conv + pool pair as a conv then a pool and as one
+#                                     polyphase conv, and the step with polyphase true and all
+#                                     against today
 #   bash tools/gpu-check.sh profile   torch.profiler of the S and T steps (bf16 + channels_last,
 #                                     without and with polyphase blocks): where a step's time goes
 #   bash tools/gpu-check.sh precision config/gpu-quick.yaml's step with and without polyphase; test
@@ -42,14 +43,14 @@ precision_check() {  # STN-C1 on R (embedded digits): test error of fp32 against
 
 case $stage in
 bench)
-  timeout 270 python3 -m stn bench --config config/paper.yaml --device cuda --seconds 0.4 \
-    --levers today fp32 bf16+channels_last+graph bf16+channels_last+graph+polyphase --pack 4 \
-    --out "$OUT/bench-paper.json" 2>/tmp/bench.err | tee "$OUT/bench.txt"
-  tail -3 /tmp/bench.err
-  timeout 60 python3 -m stn bench --config config/paper.yaml --device cuda --seconds 0.3 --blocks \
-    --tasks S T --networks CNN STN-SL1 --out "$OUT/blocks-paper.json" 2>&1 | tee "$OUT/blocks.txt"
   timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_training_step.py tests/test_devices.py \
     tests/test_backbones.py 2>&1 | tail -8 | tee "$OUT/pytest.log"
+  timeout 90 python3 -m stn bench --config config/paper.yaml --device cuda --seconds 0.3 --blocks \
+    --tasks R S T --networks CNN STN-SL1 --out "$OUT/blocks-paper.json" 2>&1 | tee "$OUT/blocks.txt"
+  timeout 280 python3 -m stn bench --config config/paper.yaml --device cuda --seconds 0.4 \
+    --levers today bf16+channels_last+graph+polyphase bf16+channels_last+graph+polyphase_all \
+    --out "$OUT/bench-paper.json" 2>/tmp/bench.err | tee "$OUT/bench.txt"
+  tail -3 /tmp/bench.err
   ;;
 profile)
   timeout 120 python3 -m stn bench --config config/paper.yaml --device cuda --profile 10 \
