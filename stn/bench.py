@@ -30,6 +30,7 @@ conv (:func:`stn.backbones.conv_then_pool`), fused by the ``polyphase`` switch o
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import multiprocessing
@@ -263,9 +264,13 @@ def run_benchmark(
     pack: int = 1,
     pack_lever: str | None = None,
     peak_tflops: float = 790.0,
+    repeats: int = 1,
     log: Callable[[str], None] = lambda message: None,
 ) -> dict[str, Any]:
     """Measure an experiment's steps/s per task, network and lever; project its device-hours.
+    With ``repeats`` > 1 each lever is timed that many times on a fresh step, the levers taking
+    turns, and the fastest counts (all are kept under ``repeats``): a disturbed measurement
+    does not decide a comparison.
 
     Returns the JSON report (see :func:`format_report` for its reading).
     """
@@ -275,6 +280,7 @@ def run_benchmark(
     report: dict[str, Any] = {
         **_machine(dev),
         "seconds_per_measurement": seconds,
+        "repeats": repeats,
         "levers": {lever: LEVERS[lever] for lever in levers},
         "peak_tflops": peak_tflops,
         "runs": [],
@@ -297,24 +303,30 @@ def run_benchmark(
             "steps": total_steps(config, count),
             "seeds": seeds,
             "steps_per_s": {},
+            # the plain network's work (fp32, no polyphase), for the floor: the same whatever the levers
+            "flops": step_flops(training_step(config, "fp32", images, labels)),
         }
-        for lever in levers:
-            log(f"{task} {network}: {lever}")
+        rates: dict[str, list[float]] = {lever: [] for lever in levers}
+        for attempt, lever in itertools.product(range(repeats), levers):
+            if lever in entry.get("errors", {}):
+                continue
+            log(f"{task} {network}: {lever}" + (f" ({attempt + 1} of {repeats})" if repeats > 1 else ""))
             try:
                 step = training_step(config, lever, images, labels)
-                if "flops" not in entry:
-                    entry["flops"] = step_flops(step)
-                entry["steps_per_s"][lever] = _rate(step, seconds, TrainingStep.GRAPH_WARMUP + 2, dev)
+                rates[lever].append(_rate(step, seconds, TrainingStep.GRAPH_WARMUP + 2, dev))
                 if step.train["cuda_graph"] and not step.captured:
                     raise RuntimeError("the CUDA graph was not captured (see the warning above)")
             except Exception as error:  # a lever that fails is reported, the others still run
-                entry["steps_per_s"][lever] = None
                 entry.setdefault("errors", {})[lever] = f"{type(error).__name__}: {error}"
                 log(f"  failed: {error}")
             finally:
                 step = None
                 if dev.type == "cuda":
                     torch.cuda.empty_cache()
+        for lever in levers:
+            entry["steps_per_s"][lever] = None if lever in entry.get("errors", {}) else max(rates[lever])
+        if repeats > 1:
+            entry["repeats"] = rates
         report["runs"].append(entry)
         if task not in report["augmentation"]:
             rate = augmentation_rate(config, images, seconds)
@@ -657,6 +669,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", nargs="+", help="only these tasks (default: all of the config's)")
     parser.add_argument("--networks", nargs="+", help="only these networks (default: all)")
     parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="times each lever is timed (fresh steps); the fastest counts",
+    )
     parser.add_argument("--pack", type=int, default=1, help="processes sharing the device (1: none)")
     parser.add_argument("--pack-lever", choices=list(LEVERS), help="lever of the packed runs (default: last)")
     parser.add_argument("--peak-tflops", type=float, default=790.0, help="the device's rate for the floor")
@@ -679,8 +697,8 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, help="JSON (default: results/bench/<config>-<device>[-profile|-blocks].json)"
     )
     args = parser.parse_args(argv)
-    if args.seconds <= 0 or args.pack < 1 or args.peak_tflops <= 0 or args.profile < 0:
-        parser.error("--seconds and --peak-tflops must be > 0, --pack >= 1 and --profile >= 0")
+    if args.seconds <= 0 or args.pack < 1 or args.repeats < 1 or args.peak_tflops <= 0 or args.profile < 0:
+        parser.error("--seconds and --peak-tflops must be > 0, --pack and --repeats >= 1, --profile >= 0")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available")
     try:
@@ -717,6 +735,7 @@ def main(argv: list[str] | None = None) -> int:
             pack=args.pack,
             pack_lever=args.pack_lever,
             peak_tflops=args.peak_tflops,
+            repeats=args.repeats,
             **runs_chosen,
         )
         text = format_report(report)

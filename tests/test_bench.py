@@ -130,6 +130,27 @@ def test_plankton_config_projects_its_device_hours():
     assert report["projection"]["hours"]["fp32"]["sequential"] == pytest.approx(expected)
 
 
+def test_repeats_time_each_lever_on_fresh_steps_and_keep_the_fastest():
+    messages: list[str] = []
+    report = run_benchmark(
+        tiny_experiment(),
+        "cpu",
+        ["today", "fp32"],
+        networks=["CNN"],
+        seconds=0.05,
+        repeats=3,
+        log=messages.append,
+    )
+    (entry,) = report["runs"]
+    assert report["repeats"] == 3
+    for lever in ("today", "fp32"):
+        assert len(entry["repeats"][lever]) == 3
+        assert entry["steps_per_s"][lever] == max(entry["repeats"][lever])
+    # the levers take turns, so a slow spell of the machine does not fall on one lever's repeats
+    timed = [m for m in messages if m.startswith("R CNN")]
+    assert timed[:3] == ["R CNN: today (1 of 3)", "R CNN: fp32 (1 of 3)", "R CNN: today (2 of 3)"]
+
+
 def test_profile_names_the_costliest_operators_and_the_augmentation_share(tmp_path, capsys):
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(tiny_experiment()))

@@ -47,7 +47,7 @@ bench)
     tests/test_backbones.py 2>&1 | tail -8 | tee "$OUT/pytest.log"
   timeout 90 python3 -m stn bench --config config/paper.yaml --device cuda --seconds 0.3 --blocks \
     --tasks R S T --networks CNN STN-SL1 --out "$OUT/blocks-paper.json" 2>&1 | tee "$OUT/blocks.txt"
-  timeout 280 python3 -m stn bench --config config/paper.yaml --device cuda --seconds 0.4 \
+  timeout 300 python3 -m stn bench --config config/paper.yaml --device cuda --seconds 0.5 --repeats 2 \
     --levers today bf16+channels_last+graph+polyphase bf16+channels_last+graph+polyphase_all \
     --out "$OUT/bench-paper.json" 2>/tmp/bench.err | tee "$OUT/bench.txt"
   tail -3 /tmp/bench.err
