@@ -493,15 +493,17 @@ def _pair_ms(
     conv: torch.nn.Conv2d,
     pool: torch.nn.MaxPool2d,
     shape: torch.Size,
+    input_grad: bool,
     polyphase: bool,
     seconds: float,
     device: torch.device,
 ) -> float:
     """ms per forward and backward of ``pool(conv(x))`` (or :func:`conv_then_pool`) for a random
-    ``x`` of ``shape``; bf16, channels_last and ``cudnn.benchmark`` on CUDA."""
+    ``x`` of ``shape`` (with its gradient where ``input_grad``, as in the step); bf16,
+    channels_last and ``cudnn.benchmark`` on CUDA."""
     cuda = device.type == "cuda"
     x = torch.randn(shape, device=device)
-    x = (x.contiguous(memory_format=torch.channels_last) if cuda else x).requires_grad_(True)
+    x = (x.contiguous(memory_format=torch.channels_last) if cuda else x).requires_grad_(input_grad)
 
     def once(i: int) -> None:
         with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
@@ -520,10 +522,10 @@ def time_conv_pools(config: dict[str, Any], device: torch.device, seconds: float
     CUDA, the fastest stock setting."""
     images, labels = random_data(config, device)
     step = training_step(config, "fp32", images, labels)
-    inputs: dict[ConvBlock, torch.Size] = {}
+    inputs: dict[ConvBlock, tuple[torch.Size, bool]] = {}
 
     def remember(block: ConvBlock, args: tuple[Tensor, ...]) -> None:
-        inputs.setdefault(block, args[0].shape)
+        inputs.setdefault(block, (args[0].shape, args[0].requires_grad))
 
     hooks = [
         block.register_forward_pre_hook(remember)
@@ -536,20 +538,21 @@ def time_conv_pools(config: dict[str, Any], device: torch.device, seconds: float
         hook.remove()
     names = {block: name for name, block in step.model.named_modules()}
     timings, seen = [], set()
-    for block, shape in inputs.items():
+    for block, (shape, input_grad) in inputs.items():
         conv, pool = list(block)[:2]
-        key = (tuple(shape), tuple(conv.weight.shape), pool.stride)
+        key = (tuple(shape), input_grad, tuple(conv.weight.shape), pool.stride)
         if key in seen:
             continue
         seen.add(key)
         ms = {
-            "conv then pool": _pair_ms(conv, pool, shape, False, seconds, device),
-            "conv_then_pool": _pair_ms(conv, pool, shape, True, seconds, device),
+            "conv then pool": _pair_ms(conv, pool, shape, input_grad, False, seconds, device),
+            "conv_then_pool": _pair_ms(conv, pool, shape, input_grad, True, seconds, device),
         }
         timings.append(
             {
                 "block": names[block],
                 "input": list(shape),
+                "input_grad": input_grad,
                 "conv": list(conv.weight.shape),
                 "fused_by_polyphase": ConvBlock.fuses(list(block)),
                 "ms": ms,
@@ -584,12 +587,12 @@ def format_conv_pool_timings(report: dict[str, Any]) -> str:
     lines = [f"device {report['device']}, torch {report['torch']}; ms per forward and backward:"]
     for entry in report["blocks"]:
         c_out, c_in, k, _ = entry["conv"]
-        ms = entry["ms"]
+        ms, fused = entry["ms"], "fused" if entry["fused_by_polyphase"] else "not fused"
         lines.append(
             f"{entry['task']} {entry['network']} {entry['block']}: {c_in}->{c_out} {k}x{k} on "
-            f"{tuple(entry['input'])}: conv then pool {ms['conv then pool']:.3f}, conv_then_pool "
-            f"{ms['conv_then_pool']:.3f} ({entry['speedup']:.2f}x; "
-            f"{'fused' if entry['fused_by_polyphase'] else 'not fused'} by polyphase)"
+            f"{tuple(entry['input'])}{' (and its gradient)' if entry['input_grad'] else ''}: conv then "
+            f"pool {ms['conv then pool']:.3f}, conv_then_pool {ms['conv_then_pool']:.3f} "
+            f"({entry['speedup']:.2f}x; {fused} by polyphase: true)"
         )
     return "\n".join(lines)
 

@@ -194,6 +194,8 @@ def test_blocks_times_each_conv_and_pool_pair_both_ways(tmp_path, capsys):
     assert set(classifier) == {(16, 1, 28, 28), (16, 10, 10, 10)}
     assert classifier[16, 1, 28, 28]["fused_by_polyphase"]
     assert not classifier[16, 10, 10, 10]["fused_by_polyphase"]  # but timed, to see whether it would pay
+    # as in the step: the digits need no gradient, the warped depth-1 maps do (theta learns from them)
+    assert not classifier[16, 1, 28, 28]["input_grad"] and classifier[16, 10, 10, 10]["input_grad"]
     for entry in blocks:
         assert entry["task"] == "R" and entry["network"] == "STN-C1"
         assert min(entry["ms"].values()) > 0
