@@ -13,6 +13,7 @@ import yaml
 from stn.bench import (
     LEVERS,
     SWITCHES_OFF,
+    _warm_up,
     device_operations,
     format_report,
     main,
@@ -23,6 +24,7 @@ from stn.bench import (
 )
 from stn.config import resolve_run_config
 from stn.experiment import run_config
+from stn.training import TrainingStep
 from tests.conftest import TINY_BACKBONE
 
 
@@ -149,6 +151,16 @@ def test_repeats_time_each_lever_on_fresh_steps_and_keep_the_fastest():
     # the levers take turns, so a slow spell of the machine does not fall on one lever's repeats
     timed = [m for m in messages if m.startswith("R CNN")]
     assert timed[:3] == ["R CNN: today (1 of 3)", "R CNN: fp32 (1 of 3)", "R CNN: today (2 of 3)"]
+
+
+def test_warm_up_takes_the_partial_last_batch_first():
+    config = run_config(tiny_experiment(), "R", "CNN", 0) | {"device": "cpu"}
+    images, labels = random_data(config, torch.device("cpu"))
+    step = training_step(config, "fp32", images[:100], labels[:100])  # batches of 16, the last of 4
+    sizes, loss = [], step.loss
+    step.loss = lambda index, draws: sizes.append(len(index)) or loss(index, draws)
+    _warm_up(step, torch.device("cpu"))
+    assert sizes == [4] + [16] * (TrainingStep.GRAPH_WARMUP + 2)
 
 
 def test_profile_names_the_costliest_operators_and_the_augmentation_share(tmp_path, capsys):
