@@ -10,10 +10,14 @@ update) for every task and network the config trains, at the config's sizes, und
 - ``fp32``: the same step without that host work;
 - ``bf16``, ``channels_last``, ``polyphase``, ``graph`` and their combinations: the
   ``train`` switches ``precision``, ``channels_last`` (with ``cudnn_benchmark``),
-  ``polyphase`` and ``cuda_graph``. A lever sets every
+  ``polyphase`` (``polyphase_all``: its value ``all``) and ``cuda_graph``. A lever sets every
   switch (those it does not name are off), whatever the config's ``train`` section says.
 
-It also times the augmentation alone (its share of a step), counts each step's FLOPs (the
+Each measurement warms its step up first (the epoch's partial last batch, the eager steps,
+the graph capture); ``--repeats N`` times each lever N times on fresh steps, the levers
+taking turns, and keeps the fastest.
+
+It also times the augmentation alone (its share of a step), counts each network's FLOPs (the
 floor: FLOPs over ``--peak-tflops``), and measures packing: ``--pack K`` training processes
 sharing one device, each running a different network, against each one alone. The report
 projects the grid's device-hours (steps x seeds / rate, summed) for every lever, sequential
