@@ -412,17 +412,14 @@ def profile_step(
     images, labels = random_data(config, device)
     step = training_step(config, lever, images, labels)
     step.task = _LabelledAugmentation(step.task)
-    warmup = TrainingStep.GRAPH_WARMUP + 2
-    for i in range(warmup):
-        step(i)
-    _synchronize(device)
+    _warm_up(step, device)
     cuda = device.type == "cuda"
     activities = [torch.profiler.ProfilerActivity.CPU]
     activities += [torch.profiler.ProfilerActivity.CUDA] if cuda else []
     with torch.profiler.profile(activities=activities) as profiler:
         for i in range(steps):
             with torch.profiler.record_function("step"):
-                step(warmup + i)
+                step(TrainingStep.GRAPH_WARMUP + 2 + i)
         _synchronize(device)
     events = profiler.key_averages()
     total, own = (
