@@ -40,12 +40,14 @@ class ConvSpec:
 class LocHeadSpec:
     """A localisation head: convs (ReLU after each), hidden linear layers, then 6 outputs.
 
-    downsample: average-pool factor applied first when the head reads the input image.
+    downsample: average-pool factor applied first when the head reads an input image wider
+    than ``downsample_above`` pixels.
     """
 
     convs: tuple[ConvSpec, ...] = ()
     hidden: tuple[int, ...] = (32,)
     downsample: int = 1
+    downsample_above: int = 0
 
 
 @dataclass(frozen=True)
@@ -168,11 +170,14 @@ class ConvBlock(nn.Sequential):
 
 def conv_stage(in_channels: int, spec: ConvSpec, size: int, activation: str) -> tuple[nn.Sequential, int]:
     """A block (conv, pool, nonlinearity, dropout) and the map width it outputs."""
+    if spec.padding != "same" and size + 2 * int(spec.padding) < spec.kernel:
+        raise ValueError(
+            f"a {spec.kernel}x{spec.kernel} conv with padding {spec.padding} "
+            f"does not fit a map of width {size}"
+        )
     conv = nn.Conv2d(in_channels, spec.channels, spec.kernel, padding=spec.padding)
     layers: list[nn.Module] = [conv]
     size = size if spec.padding == "same" else size + 2 * int(spec.padding) - spec.kernel + 1
-    if size < 1:
-        raise ValueError(f"a {spec.kernel}x{spec.kernel} conv does not fit a map of width {size}")
     if spec.pool and (spec.pool_above is None or size > spec.pool_above):
         stride = spec.pool_stride or spec.pool
         layers.append(nn.MaxPool2d(spec.pool, stride))
@@ -292,6 +297,25 @@ def build_backbone(name: str, **kwargs: Any) -> Backbone:
     return Backbone(backbone_spec(name, **kwargs))
 
 
+MNIST_LOC_HEADS = ("padded", "authors")
+
+
+def mnist_loc_head(style: str, channels: int, hidden: int) -> LocHeadSpec:
+    """The MNIST localisation head: two 5x5 convs of ``channels`` (ReLU after each), a linear
+    layer of ``hidden``, then 6 outputs. ``padded``: the convs keep the map's width, a max-pool 2
+    follows each on maps wider than 20 px, and on the input image it first average-pools by 2.
+    ``authors``: the authors' code (``CNN_middleloc``, ``CNN_mp``, ``CNN_translate``): unpadded
+    convs, a max-pool 2 after each whose map is at least 20 px wide, and on the input a 2x
+    average (their bilinear halving) only of images wider than 60 px (S's 112)."""
+    if style == "padded":
+        conv = ConvSpec(channels, 5, padding="same", pool=2, pool_above=20)
+        return LocHeadSpec((conv, conv), (hidden,), downsample=2)
+    if style == "authors":
+        conv = ConvSpec(channels, 5, pool=2, pool_above=19)
+        return LocHeadSpec((conv, conv), (hidden,), downsample=2, downsample_above=60)
+    raise ValueError(f"mnist backbone: unknown loc_head {style!r}; known: {', '.join(MNIST_LOC_HEADS)}")
+
+
 @register_backbone("mnist")
 def mnist(
     input_size: int = 28,
@@ -299,12 +323,12 @@ def mnist(
     kernels: Sequence[int] = (9, 7),
     loc_channels: int = 20,
     loc_hidden: int = 20,
+    loc_head: str = "padded",
 ) -> BackboneSpec:
-    """The paper's MNIST CNN: conv 9x9 (64), pool 2, ReLU; conv 7x7 (64), pool 2, ReLU; linear 10."""
+    """The paper's MNIST CNN: conv 9x9 (64), pool 2, ReLU; conv 7x7 (64), pool 2, ReLU; linear 10.
+    ``loc_head``: the localisation head's style (:func:`mnist_loc_head`); ``-large`` doubles its widths."""
     if len(channels) != len(kernels):
         raise ValueError(f"mnist backbone: {len(channels)} channels but {len(kernels)} kernels")
-    loc_conv = ConvSpec(loc_channels, 5, padding="same", pool=2, pool_above=20)
-    large_conv = replace(loc_conv, channels=2 * loc_channels)
     return BackboneSpec(
         input_shape=(1, input_size, input_size),
         blocks=tuple(ConvSpec(c, k, pool=2) for c, k in zip(channels, kernels, strict=True)),
@@ -312,8 +336,8 @@ def mnist(
         outputs=(10,),
         padding_mode="border",
         loc_heads={
-            "small": LocHeadSpec((loc_conv, loc_conv), (loc_hidden,), downsample=2),
-            "large": LocHeadSpec((large_conv, large_conv), (2 * loc_hidden,), downsample=2),
+            "small": mnist_loc_head(loc_head, loc_channels, loc_hidden),
+            "large": mnist_loc_head(loc_head, 2 * loc_channels, 2 * loc_hidden),
         },
     )
 

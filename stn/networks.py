@@ -21,7 +21,7 @@ class LocHead(nn.Module):
         super().__init__()
         channels, size, _ = in_shape
         layers: list[nn.Module] = []
-        if reads_image and spec.downsample > 1:
+        if reads_image and spec.downsample > 1 and size > spec.downsample_above:
             layers.append(nn.AvgPool2d(spec.downsample))
             size //= spec.downsample
         for conv in spec.convs:

@@ -1,4 +1,5 @@
-"""Backbone blocks: the polyphase conv + max-pool is the same function as the two layers."""
+"""Backbone blocks: the polyphase conv + max-pool is the same function as the two layers; the
+MNIST localisation heads (ours and the authors') have the paper's parameter counts."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from stn.backbones import ConvBlock, conv_then_pool
-from stn.networks import build_network
+from stn.backbones import ConvBlock, backbone_spec, conv_then_pool
+from stn.networks import LocHead, build_network
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
@@ -84,3 +85,36 @@ def test_polyphase_all_fuses_every_pair_it_computes():
     assert ConvBlock.fuses(wide, "all") and not ConvBlock.fuses(wide, True)
     assert not ConvBlock.fuses(overlapping, "all")
     assert not ConvBlock.fuses([nn.Conv2d(1, 8, 5), nn.MaxPool2d(2)], False)
+
+
+def parameters(network: str, **backbone_args) -> int:
+    return sum(p.numel() for p in build_network(network, "mnist", **backbone_args).parameters())
+
+
+def test_parameter_counts_at_the_paper_widths():
+    # the authors' code at its defaults (issue 22): one head is 43,786 parameters, ours 82,186
+    assert parameters("CNN", loc_head="authors") == parameters("CNN") == 208_586
+    assert parameters("STN-C1", loc_head="authors") == parameters("STN-SL1", loc_head="authors") == 252_372
+    assert parameters("STN-C1") == parameters("STN-SL1") == 290_772
+
+
+@pytest.mark.parametrize(
+    "size, depth, side",  # the width of the authors' last map, from their code
+    [(28, 0, 8), (28, 1, 2), (112, 0, 11), (112, 1, 10), (60, 0, 12), (60, 1, 7)],
+)
+def test_the_authors_head_at_each_task_and_depth(size, depth, side):
+    model = build_network(f"STN-C{depth}", "mnist", input_size=size, loc_head="authors")
+    head = model.feature_transformers[str(depth)].head
+    assert isinstance(head, LocHead)
+    linear = next(m for m in head.features.modules() if isinstance(m, nn.Linear))
+    assert linear.in_features == 20 * side**2
+    assert model(torch.rand(2, 1, size, size)).shape == (2, 10)
+
+
+def test_our_head_stays_the_default_and_a_wrong_head_is_named():
+    assert backbone_spec("mnist") == backbone_spec("mnist", loc_head="padded")
+    assert backbone_spec("mnist") != backbone_spec("mnist", loc_head="authors")
+    with pytest.raises(ValueError, match="unknown loc_head 'unpadded'; known: padded, authors"):
+        backbone_spec("mnist", loc_head="unpadded")
+    with pytest.raises(ValueError, match="5x5 conv with padding 0 does not fit a map of width 2"):
+        build_network("STN-C2", "mnist", loc_head="authors")  # R's depth-2 maps are 2 px wide

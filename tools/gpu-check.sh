@@ -27,7 +27,8 @@ precision_check() {  # STN-C1 on R (embedded digits): test error of fp32 against
   mkdir -p $dir
   local base=(--set device=cuda --set data.source=embedded --set task.name=R --set task.canvas=28
     --set task.rotation=90 --set task.test_repeats=5 --set model.network=STN-C1
-    --set model.backbone_args.channels=[64,64] --set train.batch_size=256 --set train.lr=0.01
+    --set model.backbone_args.channels=[64,64] --set model.backbone_args.loc_head=authors
+    --set train.batch_size=256 --set train.lr=0.01
     --set train.epochs=null --set train.iterations=1500 --set train.checkpoint_every=10000
     --set train.cuda_graph=true --set train.polyphase=true)
   python3 -m stn prepare "${base[@]}" --out $dir/test.pt >/dev/null
