@@ -1,11 +1,18 @@
-"""Atomic writes: a reader never sees a half-written file; files that verify themselves."""
+"""Atomic writes: a reader never sees a half-written file; files that verify themselves.
+
+Every file is created with the mode a plain ``open()`` gives it (``0o666`` less the umask, or the
+folder's default ACL), and a write that runs out of space (a full disk, a quota, a file-size limit)
+raises :class:`DiskFullError`, leaving the file it would have replaced as it was.
+"""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
-import tempfile
+import secrets
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,20 +20,62 @@ from typing import Any
 
 import torch
 
+FULL_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+"""Errors of a write that ran out of space: a full disk, a quota, a file-size limit."""
+
+
+class DiskFullError(OSError):
+    """A write ran out of space; the message names the file, the bytes it needed and the fix."""
+
+
+def disk_full_error(path: Path, err: OSError, needed: int, *, exact: bool) -> DiskFullError:
+    """The :class:`DiskFullError` of a failed write of ``path`` that needed ``needed`` bytes
+    (``exact``: the whole file's size; else the size it had reached, so more were needed)."""
+    try:
+        free = f", {shutil.disk_usage(path.parent).free} bytes are free there"
+    except OSError:
+        free = ""
+    amount = f"{needed} bytes" if exact else f"more than {needed} bytes"
+    return DiskFullError(
+        err.errno,
+        f"{path} could not be written: {os.strerror(err.errno or 0)} (it needs {amount}{free}). "
+        f"The previous {path.name}, if any, is unchanged. Free space on the file system of "
+        f"{path.parent} (or raise your quota there), then run the same command again.",
+    )
+
+
+def create_temp_file(directory: Path, prefix: str, suffix: str) -> Path:
+    """A new empty file of a unique name in ``directory``, as :func:`tempfile.mkstemp` makes one
+    but with the mode a plain ``open()`` gives (``0o666`` less the umask, which the kernel applies,
+    so the umask is never read), not mkstemp's 0600: renamed into place, it is readable by whom the
+    umask lets read it."""
+    for _ in range(100):
+        path = directory / f"{prefix}{secrets.token_hex(8)}{suffix}"
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"no unused name {prefix}*{suffix} found in {directory} after 100 tries")
+
 
 @contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds, else
+    remove it. A block that runs out of space raises :class:`DiskFullError`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = create_temp_file(path.parent, f".{path.name}.", ".tmp")
     try:
-        yield Path(tmp)
+        try:
+            yield tmp
+        except OSError as err:
+            if err.errno in FULL_DISK_ERRNOS and not isinstance(err, DiskFullError):
+                raise disk_full_error(path, err, tmp.stat().st_size, exact=False) from err
+            raise
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_write(path: Path | str, write: Callable[[Path], Any]) -> None:
@@ -34,8 +83,50 @@ def atomic_write(path: Path | str, write: Callable[[Path], Any]) -> None:
         write(tmp)
 
 
+class _CountingSink:
+    """A file's ``write`` that, once a write has failed, only counts the bytes that follow: so a
+    serializer that cannot report an error (``torch.save``) runs to its end, and the whole size is
+    known."""
+
+    def __init__(self, file: Any) -> None:
+        self.file, self.size, self.error = file, 0, None
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        self._do(self.file.write, data)
+        return len(data)
+
+    def flush(self) -> None:
+        self._do(self.file.flush)
+
+    def _do(self, action: Callable[..., Any], *args: Any) -> None:
+        if self.error is None:
+            try:
+                action(*args)
+            except OSError as err:
+                self.error = err
+
+
+def _write_torch(obj: Any, tmp: Path, path: Path) -> None:
+    """``torch.save(obj)`` into ``tmp`` (the temporary file of ``path``); a write that runs out of
+    space raises :class:`DiskFullError` with the size of the whole file (torch's own error would
+    neither say why nor how much)."""
+    sink = None
+    try:
+        with open(tmp, "wb") as file:
+            sink = _CountingSink(file)
+            torch.save(obj, sink)
+            if sink.error is not None:
+                raise sink.error
+    except OSError as err:
+        if err.errno in FULL_DISK_ERRNOS and sink is not None:
+            raise disk_full_error(path, err, sink.size, exact=True) from err
+        raise
+
+
 def save_torch(obj: Any, path: Path | str) -> None:
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    with atomic_path(path) as tmp:
+        _write_torch(obj, tmp, Path(path))
 
 
 def load_torch(path: Path | str, map_location: str | torch.device = "cpu") -> Any:
@@ -70,12 +161,18 @@ def digest_path(path: Path | str) -> Path:
 
 
 def save_torch_verified(obj: Any, path: Path | str) -> None:
-    """:func:`save_torch`, then record the file's SHA-256 beside it, also written atomically."""
+    """:func:`save_torch`, with the file's SHA-256 recorded beside it (:func:`digest_path`).
+
+    Both are written to temporary files first, so a failed write (:class:`DiskFullError`) leaves
+    the previous file and its record as they were; then the old record goes, the file is renamed
+    into place, then its record: a crash at any point leaves no record that disagrees with its file.
+    """
     path = Path(path)
-    digest_path(path).unlink(missing_ok=True)  # a crash before the new one is written leaves none
-    save_torch(obj, path)
-    digest = sha256sum(path)
-    atomic_write(digest_path(path), lambda tmp: tmp.write_text(f"{digest}  {path.name}\n"))
+    record = digest_path(path)
+    with atomic_path(record) as record_tmp, atomic_path(path) as tmp:
+        _write_torch(obj, tmp, path)
+        record_tmp.write_text(f"{sha256sum(tmp)}  {path.name}\n")
+        record.unlink(missing_ok=True)
 
 
 def load_torch_verified(

@@ -27,7 +27,6 @@ import hashlib
 import http.client
 import os
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -37,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
+
+from stn.io import create_temp_file
 
 _CHUNK = 1 << 20
 
@@ -212,9 +213,7 @@ class _Part:
     a transfer that breaks off can go on from ``received`` bytes."""
 
     def __init__(self, dest: Path) -> None:
-        fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f"{dest.name}.", suffix=".part")
-        os.close(fd)
-        self.path = Path(name)
+        self.path = create_temp_file(dest.parent, f"{dest.name}.", ".part")
         self.reset()
 
     def reset(self) -> None:

@@ -23,6 +23,7 @@ import pytest
 from stn.data import download
 from stn.data.download import DownloadError, RemoteFile, fetch, fetch_all, md5sum
 from stn.data.mnist_files import MNIST_FILES, load_official_mnist, present_mnist_files, read_idx
+from tests.file_modes import UMASKS, modes, open_modes, umask
 from tests.local_http import closed_port_url as local_port_url
 from tests.local_http import serve
 
@@ -150,6 +151,15 @@ def test_download_roundtrip(tmp_path: Path, fake: FakeMnist, server: Server, suf
     assert_roundtrip(result, fake)
     assert sorted(p.name for p in root.iterdir()) == sorted(fake.blobs)
     assert len(server.requests) == 4
+
+
+@pytest.mark.parametrize("mask", UMASKS)
+def test_a_download_gets_the_mode_open_gives_under_the_umask(
+    tmp_path: Path, fake: FakeMnist, server: Server, mask: int
+) -> None:
+    with umask(mask):
+        path = fetch(fake.files["train_labels"], tmp_path, [server.base + "/good/"], progress=False)
+    assert modes([path]) == open_modes([path], mask) and list(tmp_path.iterdir()) == [path]
 
 
 def test_fetch_with_progress_bar(tmp_path: Path, fake: FakeMnist, server: Server) -> None:
@@ -391,7 +401,7 @@ def test_download_killed_mid_transfer_leaves_no_file_a_rerun_accepts(
     """kill -9 of a downloading process: only its ``.part`` file stays; the rerun downloads the
     file again and verifies it."""
     file = fake.files["train_images"]
-    code = (  # stn.data.download alone, without the package (and torch) that starts slowly
+    code = (  # stn.data.download loaded from its file in a process of its own
         "import importlib.util as u, sys; from pathlib import Path; "
         "spec = u.spec_from_file_location('download', sys.argv[5]); d = u.module_from_spec(spec); "
         "sys.modules['download'] = d; spec.loader.exec_module(d); "

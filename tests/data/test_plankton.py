@@ -41,6 +41,7 @@ from stn.evaluation import analyse_rotations, evaluate, load_test_set, prepare_t
 from stn.geometry import identity, rotation_angle, warp
 from stn.training import train
 from tests.conftest import TINY_DEEP_TRAIN, tiny_config
+from tests.file_modes import UMASKS, modes, open_modes, umask
 from tests.local_http import serve
 
 # (height, width) of each image per class; the names sort in this order within a class
@@ -210,6 +211,15 @@ def test_each_source_prepares_the_same_arrays(tmp_path, mini, kind):
     assert outputs(out_dir) == sorted(
         ["plankton.json", "plankton_images.npy", "plankton_labels.npy", "split-seed0-test0.25.csv"]
     )
+
+
+@pytest.mark.parametrize("mask", UMASKS)
+def test_prepared_files_get_the_mode_open_gives_under_the_umask(tmp_path, mini, mask):
+    place(tmp_path, "tree", mini.members)
+    with umask(mask):
+        load_plankton(data_for(tmp_path), progress=False)
+    written = list((tmp_path / "prepared").iterdir())
+    assert len(written) == 4 and modes(written) == open_modes(written, mask)  # arrays, manifest, split
 
 
 def test_sources_are_taken_in_order(tmp_path, mini):

@@ -40,6 +40,7 @@ from stn.data.svhn import (
     sequence_labels,
     write_digit_struct,
 )
+from tests.file_modes import UMASKS, modes, open_modes, umask
 from tests.local_http import closed_port_url, serve
 
 # (left, top, width, height, label) per image; label 10 is the digit 0
@@ -508,6 +509,15 @@ def test_prepare_writes_memory_mapped_crops_labels_and_manifest(tmp_path, mini, 
     with pytest.raises(DownloadError):
         prepare_svhn(root, out_dir, ["test"], files=other, mirrors=[server.base + "/good/"], progress=False)
     assert (out_dir / "train.json").exists()  # other groups are untouched
+
+
+@pytest.mark.parametrize("mask", UMASKS)
+def test_prepared_files_get_the_mode_open_gives_under_the_umask(tmp_path, mini, mask):
+    mini.place(tmp_path, {"test.tar.gz": mini.blobs["test.tar.gz"]})
+    with umask(mask):
+        prepare_svhn(tmp_path, splits=["test"], files=mini.files, mirrors=(), progress=False)
+    written = list((tmp_path / "prepared").iterdir())
+    assert len(written) == 3 and modes(written) == open_modes(written, mask)  # arrays and manifest
 
 
 def test_prepare_only_the_test_split_from_placed_files(tmp_path, mini):
