@@ -91,6 +91,14 @@ def test_the_environment_on_the_cpu():
     assert environment["processor"] and environment["host"]
 
 
+def test_a_checkpoint_holding_the_description_loads_with_weights_only(tmp_path):
+    """Plain types only: a checkpoint's train_stats must load with torch.load(weights_only=True)."""
+    torch.save({"train_stats": {"provenance": provenance.describe("cpu")}}, tmp_path / "model.pt")
+    loaded = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert loaded["train_stats"]["provenance"] == provenance.describe("cpu")
+    assert type(loaded["train_stats"]["provenance"]["environment"]["torch"]) is str
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_the_environment_on_a_gpu_names_it():
     environment = provenance.environment(torch.device("cuda", 0))
