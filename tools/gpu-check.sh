@@ -10,6 +10,15 @@
 #   bash tools/gpu-check.sh precision config/gpu-quick.yaml's step with and without polyphase; test
 #                                     error of bf16 against fp32 (STN-C1 on R, 2 seeds, polyphase)
 #   bash tools/gpu-check.sh quick     config/gpu-quick.yaml on the embedded digits, timed
+#   bash tools/gpu-check.sh fidelity  table 1's R column: config/paper.yaml's R runs of seed 0 (CNN,
+#                                     STN-C0, C1, DL1, SL1) at its 150k steps from the official MNIST
+#                                     files in resources/data/mnist (carry them), evaluated beside the
+#                                     paper's errors (python -m stn.fidelity). Stops after
+#                                     FIDELITY_SECONDS (540) and writes every run's state to
+#                                     $OUT/fidelity-state.tar; a later call given that file as
+#                                     FIDELITY_STATE (default results/fidelity-state.tar) resumes.
+#                                     FIDELITY_PARALLEL runs train at once (1); FIDELITY_NETWORKS
+#                                     limits the networks; --dry-run: CPU, embedded digits, 6 steps
 # Writes logs and reports to $OUT (default results/gpu-check).
 set -uo pipefail
 stage=${1:-bench}
@@ -20,7 +29,9 @@ if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl && export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
-nvidia-smi --query-gpu=name,memory.total,utilization.gpu --format=csv,noheader
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=name,memory.total,utilization.gpu --format=csv,noheader
+fi
 
 precision_check() {  # STN-C1 on R (embedded digits): test error of fp32 against bf16, 2 seeds
   local dir=/tmp/precision
@@ -75,5 +86,30 @@ quick)
     | tee "$OUT/tables.md"
   cp results/figures/mnist_oracle.png results/figures/mnist_angles.png "$OUT/" 2>/dev/null
   grep -h "train_seconds\|device" results/runs/R/*/seed*/metrics.json 2>/dev/null | head -40 >"$OUT/metrics.txt"
+  ;;
+fidelity)
+  state=$(mktemp -d) archive=${FIDELITY_STATE:-results/fidelity-state.tar}
+  args=(--config config/paper.yaml --state "$state" --parallel "${FIDELITY_PARALLEL:-1}"
+    --deadline "${FIDELITY_SECONDS:-540}")
+  if [ -n "${FIDELITY_NETWORKS:-}" ]; then
+    read -ra networks <<<"$FIDELITY_NETWORKS"
+    args+=(--networks "${networks[@]}")
+  fi
+  if [ "${2:-}" = --dry-run ]; then
+    args+=(--dry-run)
+  elif ! ls resources/data/mnist/t10k-labels-idx1-ubyte* >/dev/null 2>&1; then
+    echo "fidelity: no MNIST files in resources/data/mnist (this machine has no network): copy the four"
+    echo "official files there and carry resources/data/mnist"
+    exit 2
+  fi
+  [ -f "$archive" ] && tar -xf "$archive" -C "$state" && echo "fidelity: resuming from $archive"
+  python3 -m stn.fidelity "${args[@]}" | tee "$OUT/fidelity.md"
+  status=${PIPESTATUS[0]}
+  tar -cf "$OUT/fidelity-state.tar" -C "$state" --exclude='./test-*' .
+  size=$(du -h "$OUT/fidelity-state.tar" | cut -f1)
+  echo "fidelity: exit $status; states in $OUT/fidelity-state.tar ($size);"
+  echo "exit 3: unfinished, run again with that file as FIDELITY_STATE"
+  rm -rf "$state"
+  exit "$status"
   ;;
 esac
