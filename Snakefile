@@ -12,11 +12,15 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/provenance.smk"
 
 
 # On a cluster these run where Snakemake runs (a login node): downloads need the network that
@@ -26,9 +30,11 @@ localrules:
     table,
     depth_figure,
     rotation_report,
+    provenance,
 
 
 rule all:
     default_target: True
     input:
         report_outputs(),
+        "results/provenance.json",

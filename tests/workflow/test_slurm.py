@@ -20,7 +20,8 @@ CONFIG = copy.deepcopy(TINY) | {
     "networks": ["CNN", "STN-C1"],  # runs of TINY's: the shared local run has them too
     "report": {"tables": {"mnist": {"tasks": ["R"]}}},
 }
-LOCAL_RULES = {"all", "download", "table", "depth_figure", "rotation_report"}  # the Snakefile's localrules
+# the Snakefile's localrules
+LOCAL_RULES = {"all", "download", "table", "depth_figure", "rotation_report", "provenance"}
 
 
 def results(directory: Path) -> dict[str, float]:

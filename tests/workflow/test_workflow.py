@@ -106,6 +106,7 @@ def test_dry_run_plans_exactly_the_expected_jobs(tmp_path):
         "alignment_figure": 1,
         "angle_figure": 1,
         "proof_figure": 1,
+        "provenance": 1,
         "all": 1,
     }
     bigger = copy.deepcopy(TINY) | {"seeds": [0, 1, 2]}

@@ -18,7 +18,8 @@ SOFTWARE = "../../environment.yml"  # used with --sdm conda
 LIBRARY = sorted(
     os.path.relpath(path)
     for path in (REPO / "stn").rglob("*")
-    if path.suffix in (".py", ".yaml") and path.name not in ("report.py", "bench.py")
+    if path.suffix in (".py", ".yaml")
+    and path.name not in ("report.py", "front_page.py", "bench.py")
 )
 DATA_LIBRARY = sorted(
     os.path.relpath(path)
@@ -176,6 +177,21 @@ def rotation_analyses(table):
         if network != "CNN"
         for seed in config["seeds"]
     ]
+
+
+def all_metrics():
+    """The metrics of every run the tables need."""
+    return [
+        f"{run_dir(task, network, seed)}/metrics.json"
+        for task, network in runs()
+        for seed in config["seeds"]
+    ]
+
+
+def all_manifests():
+    """The manifests of the prepared data sets of the runs' tasks."""
+    datasets = dict.fromkeys(task_dataset(task) for task, _ in runs())
+    return [f"resources/prepared/{dataset}.json" for dataset in datasets]
 
 
 def report_outputs():
