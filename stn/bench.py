@@ -29,6 +29,7 @@ CPU): per run and lever, the step's time, the augmentation's share of it and the
 operators, with a Chrome trace of each under ``results/bench/traces/``. ``--blocks`` times each
 conv + max-pool pair of the selected runs' networks as a conv then a pool and as one polyphase
 conv (:func:`stn.backbones.conv_then_pool`), fused by the ``polyphase`` switch or not.
+``--pack K --mps`` and ``--streams K`` time concurrent runs instead (:mod:`stn.bench_concurrency`).
 """
 
 from __future__ import annotations
@@ -709,11 +710,19 @@ def main(argv: list[str] | None = None) -> int:
         "as a conv then a pool and as one polyphase conv (stn.backbones.conv_then_pool)",
     )
     parser.add_argument(
+        "--mps", action="store_true", help="time --pack runs under CUDA MPS (stn.bench_concurrency)"
+    )
+    parser.add_argument(
+        "--streams", type=int, default=0, metavar="K", help="time K runs on CUDA streams in one process"
+    )
+    parser.add_argument(
         "--out", type=Path, help="JSON (default: results/bench/<config>-<device>[-profile|-blocks].json)"
     )
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.pack < 1 or args.repeats < 1 or args.peak_tflops <= 0 or args.profile < 0:
         parser.error("--seconds and --peak-tflops must be > 0, --pack and --repeats >= 1, --profile >= 0")
+    if args.mps and args.pack < 2:
+        parser.error("--mps times --pack K runs at once: give K >= 2")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available")
     try:
@@ -729,12 +738,22 @@ def main(argv: list[str] | None = None) -> int:
         print(message, file=sys.stderr, flush=True)
 
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-    suffix = "-profile" if args.profile else "-blocks" if args.blocks else ""
+    concurrency = args.mps or args.streams
+    suffix = (
+        "-profile" if args.profile else "-blocks" if args.blocks else "-concurrency" if concurrency else ""
+    )
     out = args.out or Path("results/bench") / f"{args.config.stem}-{'cuda' if cuda else 'cpu'}{suffix}.json"
     runs_chosen = {"tasks": args.tasks, "networks": args.networks, "log": log}
     if args.blocks:
         report = run_conv_pool_timings(experiment, args.device, seconds=args.seconds, **runs_chosen)
         text, complete = format_conv_pool_timings(report), True
+    elif concurrency:
+        from stn.bench_concurrency import format_concurrency, measure_concurrency
+
+        dev, _, pairs = _selection(experiment, args.device, [], **runs_chosen)
+        lever, most_mps = args.pack_lever or args.levers[-1], args.pack if args.mps else 0
+        report = measure_concurrency(experiment, pairs, dev, lever, args.seconds, most_mps, args.streams, log)
+        text, complete = format_concurrency(report), True
     elif args.profile:
         traces = out.parent / "traces"
         report = run_profiles(
