@@ -274,8 +274,17 @@ def train(
     rerun with the same config resumes from there and ends with the same weights as
     an uninterrupted run. Returns the training statistics (also stored in the checkpoint).
     """
+    from stn.run_lock import finished_stats, hold_run
+
     config = resolve_run_config(config)
     checkpoint = Path(checkpoint)
+    with hold_run(checkpoint):  # a second trainer of the run waits here, then finds it finished
+        finished = finished_stats(checkpoint, config)
+        return finished if finished is not None else _train_held(config, checkpoint, progress, runs_per_gpu)
+
+
+def _train_held(config: dict[str, Any], checkpoint: Path, progress: bool, runs_per_gpu: int) -> dict:
+    """:func:`train` of a run whose lock (:func:`stn.run_lock.hold_run`) this process holds."""
     device = resolve_device(config["device"], runs_per_gpu=runs_per_gpu)
     seed, train_cfg, task = config["seed"], config["train"], task_spec(config)
 

@@ -5,10 +5,13 @@ result, and the final metrics equal those of an uninterrupted run.
 - a damaged fixed test set: a clear error naming it and how to regenerate it, which gives the same
   metrics;
 - kill -9 of the whole workflow at three points of training, each followed by ``bash run.sh``.
+- a full disk while a resume state is written: a clear error, the previous state kept, and the
+  same command resumes once there is space.
 
 (A damaged checkpoint: test_damaged_checkpoint_names_the_file_and_how_to_retrain_it in
 tests/test_training.py; a second concurrent run and a stale lock: tests/test_run_sh.py; truncated
-and killed downloads: tests/data/test_download.py.)
+and killed downloads: tests/data/test_download.py; two trainers of one run: tests/test_run_lock.py;
+a full disk under each kind of file: tests/test_io.py.)
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import yaml
 
 import stn.training
 from stn.evaluation import evaluate, prepare_test_set
-from stn.io import DamagedFileError, digest_path, load_torch, sha256sum
+from stn.io import DamagedFileError, digest_path, load_torch, load_torch_verified, sha256sum
 from stn.training import state_path, train
 from tests.conftest import tiny_config
 
@@ -278,3 +281,60 @@ def test_kill_9_at_three_points_of_training_then_run_sh_again(workflow_dir) -> N
     trained = load_torch(directory / RUN / "model.pt")["model"]
     for key, value in load_torch(reference / "model.pt")["model"].items():
         assert torch.equal(value, trained[key]), key
+
+
+# A full disk, simulated by a file-size limit: `python -m stn train`, whose saves of the resume
+# state report their step; with "fill", after the first one no file can grow beyond half its size.
+TRAIN_ON_A_FILLING_DISK = """
+import os, resource, runpy, signal, sys
+import stn.io
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+save, fill = stn.io.save_torch_verified, sys.argv.pop(1) == "fill"
+
+def save_and_report(obj, path):
+    save(obj, path)
+    if str(path).endswith(".state"):
+        print(f"saved step {obj['step']} ({os.path.getsize(path)} bytes)", file=sys.stderr, flush=True)
+        if fill:
+            limit = os.path.getsize(path) // 2
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+stn.io.save_torch_verified = save_and_report  # before stn.training imports it
+sys.argv[0] = "python -m stn"
+runpy.run_module("stn", run_name="__main__")
+"""
+
+
+def test_a_full_disk_keeps_the_last_state_says_why_and_the_same_command_resumes(tmp_path) -> None:
+    config = tiny_config(train={"batch_size": 32, "epochs": None, "iterations": 60, "checkpoint_every": 20})
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    run = tmp_path / "run"
+    checkpoint, state = run / "model.pt", state_path(run / "model.pt")
+    args = ["train", "--config", str(tmp_path / "run.yaml"), "--checkpoint", str(checkpoint), "--quiet"]
+
+    def train_on_disk(how: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-c", TRAIN_ON_A_FILLING_DISK, how, *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+    full = train_on_disk("fill")  # the state of step 20 is saved, then the disk is full
+    assert full.returncode == 1 and full.stderr.startswith("saved step 20 ("), full.stderr
+    error = full.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"stn.io.DiskFullError: [Errno 27] {state} could not be written: File too large")
+    assert f"Free space on the file system of {run} " in error and "run the same command again" in error
+    assert load_torch_verified(state)["step"] == 20  # the previous state, whole
+    names = {p.name for p in run.iterdir()}
+    assert {state.name, digest_path(state).name} <= names and checkpoint.name not in names
+    assert not [name for name in names if name.startswith(".")]  # no temporary file left
+
+    freed = train_on_disk("freed")  # the same command, with space
+    assert freed.returncode == 0, freed.stderr
+    assert freed.stderr.startswith("saved step 40 ("), freed.stderr  # resumed from step 20
+    needed = int(re.search(r"\(it needs (\d+) bytes, \d+ bytes are free there\)", error).group(1))
+    written = int(re.search(r"saved step 40 \((\d+) bytes\)", freed.stderr).group(1))
+    assert abs(needed - written) < written / 100, (needed, written)  # the size of the state of step 40
+    train(config, tmp_path / "reference" / "model.pt", progress=False)
+    reference, trained = load_torch(tmp_path / "reference" / "model.pt"), load_torch(checkpoint)
+    for key, value in reference["model"].items():
+        assert torch.equal(value, trained["model"][key]), key  # the weights of an uninterrupted run
+    assert not state.exists() and load_torch_verified(checkpoint)["train_stats"]["steps"] == 60
