@@ -3,6 +3,8 @@ finds the run finished, or resumes it where the first died."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import signal
@@ -136,3 +138,15 @@ def test_two_trainers_of_one_run_train_it_once(tmp_path: Path, first: str) -> No
     if first == "finishes":  # the second found the run finished: it wrote nothing
         assert files(run) == after_first
         assert stats == json.loads((tmp_path / "first.out").read_text())
+
+
+def test_a_file_system_without_flock_is_named_with_the_fix(tmp_path: Path, monkeypatch) -> None:
+    def no_flock(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    refused = pytest.raises(RunLockError, match="the file system does not support flock")
+    with refused as info, hold_run(tmp_path / "model.pt"):
+        pytest.fail("trained without a lock")
+    assert str(info.value).startswith(f"cannot lock {tmp_path / 'model.pt.lock'}: ")
+    assert "Lustre mounted with -o flock" in str(info.value)
