@@ -95,7 +95,7 @@ def _duration(seconds: float) -> str:
 
 
 def _code_section(summary: dict[str, Any]) -> list[str]:
-    modified = {None: "unknown", False: "no", True: "yes: tracked files differed from the commit"}
+    modified = {None: "unknown", False: "no", True: "yes"}
     rows = [
         [
             _cell(version["commit"]) if version["commit"] else "unknown (not a git checkout)",
@@ -104,7 +104,9 @@ def _code_section(summary: dict[str, Any]) -> list[str]:
         ]
         for version in summary["code"]
     ]
-    text = "The git commit of the ``stn`` package each run trained with."
+    text = (
+        "The git commit of the ``stn`` package each run trained with; *modified*: its tracked files differed."
+    )
     return [
         *_section("Code version", text, ""),
         *_list_table(["commit", "modified", "runs"], rows, "None recorded."),

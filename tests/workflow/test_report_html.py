@@ -5,28 +5,37 @@ in it (``var results = {...}``, ``var categories = {...}``). Its landing view sh
 (Workflow, Statistics, About, and one entry per result category) beside the rule graph; file names
 appear once a category is opened, captions once a file's info button is clicked. So the page is
 rendered twice: as it opens, and as a copy with a probe script appended that clicks through every
-category and every file as a reader would and records the text each view shows.
+category and every file as a reader would and records the text each view shows. The landing view
+also holds the front page (``workflow/report/workflow.rst``): what produced the results.
 """
 
 from __future__ import annotations
 
+import datetime
 import html
 import json
+import platform
 import re
 import shutil
 import subprocess
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import matplotlib.image
 import numpy as np
 import pytest
+import torch
 
+from stn.io import sha256sum
+from stn.provenance import TRAIN_STATS_KEY
 from tests.workflow.test_workflow import TINY, snakemake_command
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CATEGORIES = {"tables": "Tables", "figures": "Figures"}  # results/<folder> -> report category
+TRAINING = ("_training", "_stability")  # ... except how the runs trained: the category Training
 REPORTED = {".html", ".png"}  # the formats the report shows in the page
+RECORDS = {"results/provenance.json": "Provenance"}  # report items outside results/<folder>
 
 # Appended to a copy of the report: clicks through the menu (home, a category, a subcategory where
 # there are several, a row's info button), records the text of each view and the file a row opens,
@@ -69,7 +78,9 @@ PROBE = """
         }
       }
     }
-    const figure = probe.rows.find((row) => results[row.path].mime_type === "image/png");
+    // the screenshot shows a training figure where there is one, else the first figure
+    const figures = probe.rows.filter((row) => results[row.path].mime_type === "image/png");
+    const figure = figures.find((row) => row.path.endsWith("_training.png")) || figures[0];
     if (figure) {
       await open(figure.category, figure.subcategory);
       await click(rows()[figure.index].querySelector("a"), "view button of " + figure.path);
@@ -131,6 +142,33 @@ def render(page: Path, screenshot: Path) -> str:
     return result.stdout
 
 
+def front_page_lines(run: Path) -> list[str]:
+    """What the front page must show for a workflow run, as plain text: each config file with its
+    SHA-256; every run's code version and environment, from its metrics (which must record them);
+    each raw data file with its SHA-256, or the data set's name where its data came with a
+    package; and per task the runs and their summed training time."""
+    config = run / "config.yaml"
+    lines = [f"{config} {sha256sum(config)}"]
+    training = defaultdict(lambda: [0, 0.0])
+    for path in sorted(run.glob("results/runs/*/*/*/metrics.json")):
+        metrics = json.loads(path.read_text())
+        assert TRAIN_STATS_KEY in metrics, f"{path}: no code version or environment recorded"
+        code, environment = metrics[TRAIN_STATS_KEY]["code"], metrics[TRAIN_STATS_KEY]["environment"]
+        assert re.fullmatch(r"[0-9a-f]{40}", code["commit"]), f"{path}: {code}"
+        assert isinstance(code["modified"], bool), f"{path}: {code}"
+        assert (environment["python"], environment["torch"]) == (platform.python_version(), torch.__version__)
+        lines += [code["commit"], environment["processor"], environment["host"]]
+        training[metrics["task"]][0] += 1
+        training[metrics["task"]][1] += metrics["train_seconds"]
+    for manifest in sorted(run.glob("resources/prepared/*.json")):
+        raw_files = json.loads(manifest.read_text())["raw_files"]
+        packaged = [f"shipped with a Python package): {manifest.stem}"]
+        lines += [f"{file} {sha256}" for file, sha256 in raw_files.items()] or packaged
+    for task, (runs, seconds) in training.items():
+        lines.append(f"{task} {runs} {datetime.timedelta(seconds=round(seconds))}")
+    return lines
+
+
 def assert_not_blank(png: Path) -> None:
     pixels = matplotlib.image.imread(png)[..., :3]
     colours = np.unique((pixels * 255).round().astype(np.uint8).reshape(-1, 3), axis=0)
@@ -154,12 +192,17 @@ def test_report_renders_every_table_and_figure(tiny_run, tmp_path):
     # them are for other uses) the run wrote is a report item of its category, with a caption,
     # embedded as a data URI.
     expected = {
-        path.relative_to(tiny_run).as_posix(): CATEGORIES[folder]
+        path.relative_to(tiny_run).as_posix(): "Training"
+        if path.stem.endswith(TRAINING)
+        else CATEGORIES[folder]
         for folder in CATEGORIES
         for path in sorted((tiny_run / "results" / folder).rglob("*"))
         if path.suffix in REPORTED
-    }
-    assert {"Tables", "Figures"} <= set(expected.values()), expected
+    } | RECORDS
+    assert {"Tables", "Figures", "Training"} <= set(expected.values()), expected
+    # the training figures (results/figures/<table>_training.png) are among them
+    training_figures = [path for path in expected if path.endswith("_training.png")]
+    assert training_figures, f"no training figure among the run's outputs: {sorted(expected)}"
     page = report.read_text()
     results, categories = embedded_json(page, "results"), embedded_json(page, "categories")
     listed = {path: name for name, subs in categories.items() for paths in subs.values() for path in paths}
@@ -173,8 +216,13 @@ def test_report_renders_every_table_and_figure(tiny_run, tmp_path):
     landing = render(report, tmp_path / "landing.png")
     app = landing[landing.index('<div id="app">') :]
     menu = plain(re.sub(r"<(script|svg)\b.*?</\1>", " ", app, flags=re.DOTALL))
-    for item in ("Workflow", "Statistics", "About", "Results", "Figures", "Tables"):
+    for item in ("Workflow", "Statistics", "About", "Results", "Figures", "Tables", "Training", "Provenance"):
         assert item in menu, f"{item!r} not on the landing view: {menu[:500]}"
+    # beside the menu, the front page: what the pipeline reproduces, and what produced the results
+    assert "Spatial transformer networks and invariance: a reproduction" in menu
+    assert "How to read this report" in menu and "System Message" not in menu
+    for line in front_page_lines(tiny_run):
+        assert line in menu, f"{line!r} not on the front page: {menu[:3000]}"
     assert re.search(r'id="loading-screen"[^>]*display: none', landing), "the report is still loading"
     assert_not_blank(tmp_path / "landing.png")
 
@@ -205,6 +253,7 @@ def test_report_renders_every_table_and_figure(tiny_run, tmp_path):
     # the report keys its rows by labels: files sharing labels would share a row that opens one
     assert not hidden, f"in the report but no row opens them: {', '.join(hidden)}"
     assert results[probe["figure"]]["mime_type"] == "image/png"
+    assert probe["figure"] in training_figures  # viewed, and screenshotted just below
     assert_not_blank(tmp_path / "figure.png")
 
     print("seconds: " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in times.items()))
