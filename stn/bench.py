@@ -7,7 +7,9 @@ update) for every task and network the config trains, at the config's sizes, und
 
 - ``today``: the step before the speed work: a CPU permutation of the whole training set,
   a new generator and a host-to-device copy every step, fp32;
-- ``fp32``: the same step without that host work;
+- ``fp32``: the same step without that host work, with the training log's device-side sums
+  (:class:`stn.monitor.TrainingMonitor`) as every run keeps them; ``no_log`` without them
+  (``train.log_every: 0``): the log's cost;
 - ``bf16``, ``channels_last``, ``polyphase``, ``graph`` and their combinations: the
   ``train`` switches ``precision``, ``channels_last`` (with ``cudnn_benchmark``),
   ``polyphase`` (``polyphase_all``: its value ``all``) and ``cuda_graph``. A lever sets every
@@ -76,6 +78,7 @@ BF16_CHANNELS_LAST = {"precision": "bf16", "channels_last": True, "cudnn_benchma
 LEVERS: dict[str, dict[str, Any]] = {
     "today": {},
     "fp32": {},
+    "no_log": {"log_every": 0},
     "bf16": {"precision": "bf16"},
     "channels_last": {"channels_last": True, "cudnn_benchmark": True},
     "bf16+channels_last": BF16_CHANNELS_LAST,
@@ -90,7 +93,7 @@ LEVERS: dict[str, dict[str, Any]] = {
 }
 """Each lever's ``train`` switches; the ones it does not name are off (:data:`SWITCHES_OFF`),
 whatever the config sets, so every lever is measured on the same footing."""
-CUDA_ONLY = {name for name, switches in LEVERS.items() if switches}
+CUDA_ONLY = {name for name, switches in LEVERS.items() if set(switches) - {"log_every"}}
 
 
 class HostBoundStep(TrainingStep):
@@ -677,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m stn bench",
         description=__doc__.split("\n\n")[0],
-        epilog="Levers: " + ", ".join(LEVERS) + ". On a CPU only today and fp32 run.",
+        epilog="Levers: " + ", ".join(LEVERS) + ". On a CPU only today, fp32 and no_log run.",
     )
     parser.add_argument("--config", type=Path, default=Path("config/config.yaml"), help="experiment YAML")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")

@@ -64,8 +64,18 @@ def affine_grid(theta: Tensor, height: int, width: int) -> Tensor:
     return grid.permute(0, 2, 3, 1)
 
 
+GRID_BOUND = 2.0
+"""On the CPU, grid coordinates are clamped to ±this before sampling (NaN to the bound): the CPU
+``grid_sample`` backward crashes the process on a non-finite or huge grid (a diverging
+transformer's). With zeros or border padding, every point beyond ±2 samples the padding with a
+zero gradient either way, so a finite run is unchanged, bit for bit."""
+
+
 def sample(image: Tensor, grid: Tensor, padding_mode: PaddingMode = "zeros") -> Tensor:
-    """Bilinear ``grid_sample`` with the pinned ``ALIGN_CORNERS``."""
+    """Bilinear ``grid_sample`` with the pinned ``ALIGN_CORNERS`` (a guarded grid on the CPU:
+    :data:`GRID_BOUND`)."""
+    if grid.device.type == "cpu" and padding_mode != "reflection":
+        grid = torch.nan_to_num(grid, nan=GRID_BOUND).clamp(-GRID_BOUND, GRID_BOUND)
     return F.grid_sample(
         image,
         grid.to(image.dtype),

@@ -15,12 +15,15 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
+from stn import provenance
 from stn.backbones import ConvBlock
 from stn.config import backbone_args, load_splits, resolve_run_config, task_spec
 from stn.data.registry import Task
 from stn.devices import resolve_device
 from stn.io import DamagedFileError, digest_path, load_torch_verified, save_torch_verified
+from stn.monitor import Divergence, TrainingMonitor, log_interval
 from stn.networks import STNetwork, build_network
+from stn.train_log import TrainLog, log_path, tensorboard_writer_class
 
 T = TypeVar("T")
 
@@ -166,6 +169,11 @@ class TrainingStep:
         self._eager_steps = 0
         self._graph: torch.cuda.CUDAGraph | None = None
         self._static: dict[str, Any] = {}
+        self.monitor = (
+            TrainingMonitor(model, self.device, train["divergence_loss"])
+            if log_interval(train, total)
+            else None
+        )
 
     @property
     def captured(self) -> bool:
@@ -187,14 +195,26 @@ class TrainingStep:
         return contextlib.nullcontext()
 
     def loss(self, index: Tensor, draws: dict[str, Tensor]) -> Tensor:
-        """The batch's loss, from its indices and augmentation draws."""
+        """The batch's loss, from its indices and augmentation draws; the monitor, if any,
+        observes the batch."""
         inputs, params = self.task.render(self.images[index], draws)
         if self.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         pose = self.task.undo(params) if self.model.needs_pose else None
         with self._autocast():
-            logits = self.model(inputs, pose)
-        return classification_loss(logits.float(), self.labels[index])
+            forward = self.model.run(inputs, pose)
+        labels = self.labels[index]
+        loss = classification_loss(forward.logits.float(), labels)
+        if self.monitor is not None:
+            self.monitor.observe(loss, forward.logits, labels, forward.thetas)
+        return loss
+
+    def _backward(self, loss: Tensor) -> None:
+        loss.backward()
+        if self.monitor is not None:
+            self.monitor.observe_gradients()
+        if self.train["grad_clip"]:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train["grad_clip"])
 
     def __call__(self, step: int) -> Tensor:
         """Take optimisation step ``step``; returns its loss (a device tensor, not synchronised)."""
@@ -217,9 +237,7 @@ class TrainingStep:
         self._eager_steps += 1
         loss = self.loss(index, draws)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.train["grad_clip"]:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train["grad_clip"])
+        self._backward(loss)
         self.optimizer.step()
         return loss.detach()
 
@@ -227,15 +245,15 @@ class TrainingStep:
         static = {"index": index.clone(), "draws": {k: v.clone() for k, v in draws.items()}}
         static["lrs"] = [torch.tensor(g["lr"], device=self.device) for g in self.optimizer.param_groups]
 
-        def warm_up() -> None:  # its gradients are discarded
+        def warm_up() -> None:  # its gradients (and what the monitor saw) are discarded
+            monitor, self.monitor = self.monitor, None
             self.loss(static["index"], static["draws"]).backward()
+            self.monitor = monitor
             self.optimizer.zero_grad(set_to_none=True)
 
         def step() -> Tensor:
             loss = self.loss(static["index"], static["draws"])
-            loss.backward()
-            if self.train["grad_clip"]:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train["grad_clip"])
+            self._backward(loss)
             sgd_update(self.optimizer, static["lrs"])
             return loss.detach()
 
@@ -258,6 +276,139 @@ def state_path(checkpoint: Path) -> Path:
     return checkpoint.with_name(checkpoint.name + ".state")
 
 
+class TrainingDiverged(RuntimeError):
+    """A run diverged and its config says ``train.on_divergence: fail``."""
+
+
+def divergence_message(config: dict[str, Any], divergence: Divergence) -> str:
+    """What diverged, where, and the keys that steady it."""
+    last = "none" if divergence.last_finite_loss is None else f"{divergence.last_finite_loss:.4g}"
+    train = config["train"]
+    return (
+        f"{config['model']['network']} on {config['task']['name']} seed {config['seed']} diverged at step "
+        f"{divergence.step}: {divergence.reason} (last finite loss {last}). Lower train.lr "
+        f"(now {train['lr']}) or train.loc_lr_multiplier (now {train['loc_lr_multiplier']}), "
+        f"or set train.grad_clip (now {train['grad_clip']}), for this network in `overrides`; "
+        "train.on_divergence: record keeps the job going and records the run as diverged."
+    )
+
+
+class _Resumable:
+    """A run's model, optimiser, step and log, and its resume state at ``<checkpoint>.state``."""
+
+    def __init__(self, config: dict[str, Any], checkpoint: Path, device: torch.device) -> None:
+        self.config, self.checkpoint, self.device = config, checkpoint, device
+        splits = load_splits(config)
+        images, labels = splits.train_images.to(device), splits.train_labels.to(device)
+        self.steps = total_steps(config, len(images))
+        self.steps_per_epoch = math.ceil(len(images) / config["train"]["batch_size"])
+        torch.manual_seed(config["seed"])
+        self.model = network_from_config(config).to(device)
+        self.optimizer = make_optimizer(self.model, config["train"])
+        self.step = TrainingStep(
+            self.model,
+            self.optimizer,
+            images,
+            labels,
+            task_spec(config),
+            config["train"],
+            config["seed"],
+            self.steps,
+        )
+        self.start, self.elapsed, rows = 0, 0.0, []
+        state = self._load_state()
+        if state is not None:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["rng"].cpu())
+            if device.type == "cuda" and "cuda_rng" in state:
+                torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
+            if self.step.monitor is not None:
+                self.step.monitor.load_state_dict(state["monitor"])
+            self.start, self.elapsed, rows = state["step"], state["elapsed"], state["log_rows"]
+        if self.step.monitor is not None:
+            self.step.monitor.start(self.start)
+        self.log = TrainLog(log_path(checkpoint), rows, self.start, config["train"]["tensorboard"])
+
+    def _load_state(self) -> dict[str, Any] | None:
+        resume = state_path(self.checkpoint)
+        if not resume.exists():
+            return None
+        try:
+            state = load_torch_verified(resume, self.device)
+        except DamagedFileError as err:
+            # only progress is lost: the run is recomputed from its start, to the same weights
+            print(f"warning: {err} Starting this run afresh.", file=sys.stderr, flush=True)
+            return None
+        if state["config"] != self.config:
+            raise RuntimeError(f"{resume} belongs to a different config; delete it to start afresh")
+        return state
+
+    def save_state(self, step: int, spent: float) -> None:
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": step,
+            "elapsed": spent,
+            "config": self.config,
+            "rng": torch.get_rng_state(),
+            "log_rows": self.log.rows,
+        }
+        if self.step.monitor is not None:
+            state["monitor"] = self.step.monitor.state_dict()
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        save_torch_verified(state, state_path(self.checkpoint))
+
+    def log_row(self, done: int, seconds: float) -> Divergence | None:
+        """Read the monitor's interval ending at step ``done`` into the log."""
+        names = ("classifier", "localisation")
+        lrs = {name: group["lr"] for name, group in zip(names, self.optimizer.param_groups, strict=False)}
+        row, divergence = self.step.monitor.read(done, done / self.steps_per_epoch, lrs, seconds)
+        self.log.append(row)
+        return divergence
+
+
+def _run_steps(run: _Resumable, progress: bool) -> tuple[Tensor, Divergence | None]:
+    """Train ``run`` from its start to its end, or to its divergence; returns the last loss."""
+    train_cfg, monitor = run.config["train"], run.step.monitor
+    every = log_interval(train_cfg, run.steps)
+    began = last_row = time.perf_counter()
+    bar = tqdm(
+        range(run.start, run.steps),
+        initial=run.start,
+        total=run.steps,
+        disable=not progress,
+        desc=f"{run.config['model']['network']} {run.config['task']['name']} seed {run.config['seed']}",
+        mininterval=2.0,
+    )
+    loss, divergence = torch.zeros(()), None
+    for step in bar:
+        loss = run.step(step)
+        done = step + 1
+        if monitor is not None and (done % every == 0 or done == run.steps):
+            divergence = run.log_row(done, time.perf_counter() - last_row)
+            last_row = time.perf_counter()
+        checkpointing = done % train_cfg["checkpoint_every"] == 0 and done < run.steps
+        if divergence is None and (checkpointing or done == run.steps):
+            divergence = monitor.nonfinite() if monitor is not None else _nonfinite(loss, done)
+        if divergence is not None:
+            break
+        if checkpointing:
+            run.save_state(done, run.elapsed + time.perf_counter() - began)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    run.elapsed += time.perf_counter() - began
+    return loss, divergence
+
+
+def _nonfinite(loss: Tensor, step: int) -> Divergence | None:
+    """Without a log: a divergence when the last step's loss is not finite."""
+    if torch.isfinite(loss).item():
+        return None
+    return Divergence(step - 1, "the loss is not finite (no training log: found at a checkpoint)", None)
+
+
 def train(
     config: dict[str, Any] | Path | str,
     checkpoint: Path | str,
@@ -265,14 +416,18 @@ def train(
     progress: bool = True,
     runs_per_gpu: int = 1,
 ) -> dict[str, Any]:
-    """Train the run described by ``config`` and write its final checkpoint.
+    """Train the run described by ``config`` and write its final checkpoint and training log
+    (``train_log.csv`` beside it, :mod:`stn.train_log`).
 
     ``runs_per_gpu``: on a machine with several GPUs and no scheduler, how many runs share
     each one (:func:`stn.devices.resolve_device`).
 
     Progress is saved every ``checkpoint_every`` steps to ``<checkpoint>.state``; a
-    rerun with the same config resumes from there and ends with the same weights as
-    an uninterrupted run. Returns the training statistics (also stored in the checkpoint).
+    rerun with the same config resumes from there and ends with the same weights (and log) as
+    an uninterrupted run. A diverged run (:class:`stn.monitor.Divergence`) ends at once: with
+    ``train.on_divergence: record`` its checkpoint says ``status: diverged``; with ``fail``,
+    :class:`TrainingDiverged` is raised. Returns the training statistics (also stored in the
+    checkpoint).
     """
     from stn.run_lock import finished_stats, hold_run
 
@@ -285,76 +440,34 @@ def train(
 
 def _train_held(config: dict[str, Any], checkpoint: Path, progress: bool, runs_per_gpu: int) -> dict:
     """:func:`train` of a run whose lock (:func:`stn.run_lock.hold_run`) this process holds."""
+    if config["train"]["tensorboard"]:
+        tensorboard_writer_class()  # a missing package fails before any work
     device = resolve_device(config["device"], runs_per_gpu=runs_per_gpu)
-    seed, train_cfg, task = config["seed"], config["train"], task_spec(config)
-
-    splits = load_splits(config)
-    images, labels = splits.train_images.to(device), splits.train_labels.to(device)
-    steps = total_steps(config, len(images))
-
-    torch.manual_seed(seed)
-    model = network_from_config(config).to(device)
-    optimizer = make_optimizer(model, train_cfg)
-    step_once = TrainingStep(model, optimizer, images, labels, task, train_cfg, seed, steps)
-    start, elapsed = 0, 0.0
-    resume = state_path(checkpoint)
-    state = None
-    if resume.exists():
-        try:
-            state = load_torch_verified(resume, device)
-        except DamagedFileError as err:
-            # only progress is lost: the run is recomputed from its start, to the same weights
-            print(f"warning: {err} Starting this run afresh.", file=sys.stderr, flush=True)
-    if state is not None:
-        if state["config"] != config:
-            raise RuntimeError(f"{resume} belongs to a different config; delete it to start afresh")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"].cpu())
-        if device.type == "cuda" and "cuda_rng" in state:
-            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
-        start, elapsed = state["step"], state["elapsed"]
-
-    def save_state(step: int, spent: float) -> None:
-        state = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "step": step,
-            "elapsed": spent,
-            "config": config,
-            "rng": torch.get_rng_state(),
-        }
-        if device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(device)
-        save_torch_verified(state, resume)
-
-    model.train()
-    began = time.perf_counter()
-    bar = tqdm(
-        range(start, steps),
-        initial=start,
-        total=steps,
-        disable=not progress,
-        desc=f"{config['model']['network']} {task.name} seed {seed}",
-        mininterval=2.0,
-    )
-    loss = torch.zeros(())
-    for step in bar:
-        loss = step_once(step)
-        if (step + 1) % train_cfg["checkpoint_every"] == 0 and step + 1 < steps:
-            save_state(step + 1, elapsed + time.perf_counter() - began)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    elapsed += time.perf_counter() - began
+    run = _Resumable(config, checkpoint, device)
+    run.model.train()
+    loss, divergence = _run_steps(run, progress)
+    run.log.close()
+    if divergence is not None and config["train"]["on_divergence"] == "fail":
+        raise TrainingDiverged(divergence_message(config, divergence))
+    rows = run.log.rows
     stats = {
-        "steps": steps,
-        "final_loss": float(loss.item()),
-        "train_seconds": elapsed,
-        "train_images_per_second": steps * train_cfg["batch_size"] / max(elapsed, 1e-9),
+        "status": "finished" if divergence is None else "diverged",
+        "steps": run.steps,
+        "final_loss": rows[-1]["loss"] if rows else float(loss.item()),
+        "train_seconds": run.elapsed,
+        "train_images_per_second": run.steps * config["train"]["batch_size"] / max(run.elapsed, 1e-9),
         "device": str(device),
+        "log_rows": len(rows),
+        provenance.TRAIN_STATS_KEY: provenance.describe(device),
     }
+    if divergence is not None:
+        print(f"warning: {divergence_message(config, divergence)}", file=sys.stderr, flush=True)
+        stats |= {"diverged_step": divergence.step, "last_finite_loss": divergence.last_finite_loss}
     # the SHA-256 sidecar is written after the checkpoint and before the resume state goes, so a
     # crash at any point leaves either the state to resume from or a verifiable checkpoint
-    save_torch_verified({"model": model.state_dict(), "config": config, "train_stats": stats}, checkpoint)
+    content = {"model": run.model.state_dict(), "config": config, "train_stats": stats}
+    save_torch_verified(content, checkpoint)
+    resume = state_path(checkpoint)
     resume.unlink(missing_ok=True)
     digest_path(resume).unlink(missing_ok=True)
     return stats
