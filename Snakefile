@@ -30,6 +30,8 @@ localrules:
     table,
     depth_figure,
     rotation_report,
+    training_figure,
+    stability,
     provenance,
 
 

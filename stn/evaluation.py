@@ -85,6 +85,15 @@ def error_rate(
 ROTATION_PROBE_IMAGES = 500
 
 
+def diverged(checkpoint: dict[str, Any]) -> bool:
+    """Whether a checkpoint's run diverged (:func:`stn.training.train`): it has no test error."""
+    return checkpoint["train_stats"].get("status") == "diverged"
+
+
+def _identity(config: dict[str, Any]) -> dict[str, Any]:
+    return {"network": config["model"]["network"], "task": config["task"]["name"], "seed": config["seed"]}
+
+
 def evaluate(
     checkpoint: Path | str,
     test_set: Path | str,
@@ -96,6 +105,12 @@ def evaluate(
     model, content = load_checkpoint(checkpoint, dev)
     config = content["config"]
     test = load_test_set(test_set, config)
+    if diverged(content):
+        metrics = {**_identity(config), "test_error": None, "test_size": len(test["labels"])}
+        metrics |= {"rotation_undone": None, "pose_spread": None, **content["train_stats"], "config": config}
+        if out is not None:
+            save_json(metrics, out)
+        return metrics
     poses = test["poses"].to(dev) if model.needs_pose else None
     batch_size = config["train"]["eval_batch_size"]
     began = time.perf_counter()
@@ -110,9 +125,7 @@ def evaluate(
             predicted = predicted_angles(model, test["images"], poses, batch_size)
             spread = pose_spread((test["params"]["angle"] + predicted).numpy(), test["labels"].numpy())
     metrics = {
-        "network": config["model"]["network"],
-        "task": config["task"]["name"],
-        "seed": config["seed"],
+        **_identity(config),
         "test_error": error,
         "test_size": len(test["labels"]),
         "rotation_undone": undone,
@@ -169,18 +182,18 @@ def analyse_rotations(
     model, content = load_checkpoint(checkpoint, dev)
     config = content["config"]
     test = load_test_set(test_set, config)
+    if diverged(content):
+        result = {**_identity(config), "status": "diverged"}
+        if out is not None:
+            save_json(result, out)
+        return result
     subset = slice(0, images)
     poses = test["poses"][subset] if model.needs_pose else None
     turn = full_turn(angles)
     predicted = rotation_responses(
         model, test["images"][subset], turn, poses, config["train"]["eval_batch_size"]
     ).numpy()
-    result = {
-        "network": config["model"]["network"],
-        "task": config["task"]["name"],
-        "seed": config["seed"],
-        **summarise_rotations(predicted, turn),
-    }
+    result = {**_identity(config), "status": "finished", **summarise_rotations(predicted, turn)}
     if out is not None:
         save_json(result, out)
     return result

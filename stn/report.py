@@ -35,19 +35,29 @@ def paper_results() -> dict[str, dict[str, dict[str, float]]]:
 
 
 def load_metrics(paths: Sequence[Path | str]) -> pd.DataFrame:
-    """One row per run: network, task, seed, test_error and the training statistics."""
+    """One row per run: network, task, seed, test_error (NaN where the run diverged: it has
+    none) and the training statistics."""
     rows = []
     for path in paths:
         metrics = json.loads(Path(path).read_text())
         rows.append({k: v for k, v in metrics.items() if k != "config"})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table["test_error"] = pd.to_numeric(table["test_error"])
+    return table
+
+
+def finished_errors(metrics: pd.DataFrame, network: str, task: str) -> pd.DataFrame:
+    """The runs of ``network`` on ``task`` that finished (diverged runs have no test error)."""
+    runs = metrics[(metrics["network"] == network) & (metrics["task"] == task)]
+    return runs[runs["test_error"].notna()]
 
 
 def summary_table(
     metrics: pd.DataFrame, networks: Sequence[str], tasks: Sequence[str], paper: str
 ) -> pd.DataFrame:
     """Per network (rows) and task: mean error, its standard deviation and 95% t-interval
-    half-width over seeds, the number of seeds, the paper's error, our mean minus the
+    half-width over the seeds that finished, their number and the number that diverged, the
+    paper's error, our mean minus the
     paper's, Jaderberg et al.'s error where the paper quotes it, the mean share of an applied
     rotation that the transformer undoes (see :func:`stn.invariance.rotation_undone`) and the
     residual pose spread in degrees."""
@@ -57,7 +67,8 @@ def summary_table(
     for network in networks:
         row: dict[str, object] = {"network": network}
         for task in tasks:
-            runs = metrics[(metrics["network"] == network) & (metrics["task"] == task)]
+            every = metrics[(metrics["network"] == network) & (metrics["task"] == task)]
+            runs = every[every["test_error"].notna()]
             ours = t_interval(runs["test_error"].tolist()) if len(runs) else None
             theirs = reported.get(network, {}).get(task)
             row |= {
@@ -65,6 +76,7 @@ def summary_table(
                 f"{task}_std": runs["test_error"].std() if len(runs) > 1 else None,
                 f"{task}_ci95": ours and ours.half_width,
                 f"{task}_seeds": len(runs),
+                f"{task}_diverged": len(every) - len(runs),
                 f"{task}_paper": theirs,
                 f"{task}_diff": None if theirs is None or ours is None else ours.mean - theirs,
                 f"{task}_jaderberg": jaderberg.get(network, {}).get(task),
@@ -81,7 +93,8 @@ MEASURES = {"rotation_undone": "undone", "pose_spread": "spread (°)"}
 
 
 def _errors_by_seed(metrics: pd.DataFrame, network: str, task: str) -> dict[int, float]:
-    runs = metrics[(metrics["network"] == network) & (metrics["task"] == task)]
+    """The test errors of the seeds that finished: contrasts pair only seeds finished on both sides."""
+    runs = finished_errors(metrics, network, task)
     return dict(zip(runs["seed"], runs["test_error"], strict=True))
 
 
@@ -114,14 +127,21 @@ def _cell(value: float | None, fmt: str = "{:.2f}") -> str:
 
 
 def _interval_cell(
-    mean: float | None, half_width: float | None, seeds: int, pm: str, fmt: str = "{:.2f}"
+    mean: float | None,
+    half_width: float | None,
+    seeds: int,
+    pm: str,
+    fmt: str = "{:.2f}",
+    diverged: int = 0,
 ) -> str:
-    """``mean ± half-width (n=k)``; with one seed no interval: ``mean (n=1, no CI)``."""
+    """``mean ± half-width (n=k)``; with one seed no interval: ``mean (n=1, no CI)``; with
+    diverged runs ``(n=k, d diverged)``, and ``diverged (d/d)`` where none finished."""
     if mean is None or pd.isna(mean):
-        return "–"
+        return f"diverged ({diverged}/{diverged})" if diverged else "–"
+    runs = f"n={seeds:.0f}" + (f", {diverged} diverged" if diverged else "")
     if half_width is None or pd.isna(half_width):
-        return f"{fmt.format(mean)} (n={seeds:.0f}, no CI)"
-    return f"{fmt.format(mean)} {pm} {half_width:.2f} (n={seeds:.0f})"
+        return f"{fmt.format(mean)} ({runs}, no CI)"
+    return f"{fmt.format(mean)} {pm} {half_width:.2f} ({runs})"
 
 
 def _verdict(mean: float | None, half_width: float | None) -> str:
@@ -137,9 +157,10 @@ def format_table(table: pd.DataFrame, tasks: Sequence[str], latex: bool = False)
     pm = r"$\pm$" if latex else "±"
     out = {}
     for task in tasks:
-        cis, seeds = table[f"{task}_ci95"], table[f"{task}_seeds"]
+        cis, seeds, diverged = table[f"{task}_ci95"], table[f"{task}_seeds"], table[f"{task}_diverged"]
         out[f"{task} ours"] = [
-            _interval_cell(m, c, n, pm) for m, c, n in zip(table[f"{task}_mean"], cis, seeds, strict=True)
+            _interval_cell(m, c, n, pm, diverged=d)
+            for m, c, n, d in zip(table[f"{task}_mean"], cis, seeds, diverged, strict=True)
         ]
         if table[f"{task}_paper"].notna().any():
             out[f"{task} paper"] = [_cell(v) for v in table[f"{task}_paper"]]
@@ -380,9 +401,7 @@ def depth_figure(
         for kind in dict.fromkeys(kind for _, kind in kinds.values()):
             points = []
             for network, (depth, of_kind) in sorted(kinds.items(), key=lambda item: item[1][0]):
-                errors = metrics.loc[
-                    (metrics["network"] == network) & (metrics["task"] == task), "test_error"
-                ]
+                errors = finished_errors(metrics, network, task)["test_error"]
                 if of_kind == kind and len(errors):
                     points.append((depth, t_interval(errors.tolist())))
             if not points:
@@ -398,7 +417,7 @@ def depth_figure(
         if crosses:
             at, errors = zip(*crosses, strict=True)
             axis.scatter(at, errors, marker="x", color=colour, label=f"{task} paper", zorder=3)
-        cnn = metrics.loc[(metrics["network"] == "CNN") & (metrics["task"] == task), "test_error"]
+        cnn = finished_errors(metrics, "CNN", task)["test_error"]
         if "CNN" in networks and len(cnn):
             axis.axhline(cnn.mean(), color=colour, linestyle="--", linewidth=1, label=f"{task} CNN")
     axis.set_xlabel("depth of the transformer (0: the input)")

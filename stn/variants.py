@@ -121,6 +121,11 @@ class NetworkSpec:
     def max_depth(self) -> int:
         return max((t.depth for t in self.transformers), default=0)
 
+    @property
+    def learns_localisation(self) -> bool:
+        """Whether a transformer has a localisation network to learn (not only oracles)."""
+        return any(t.localisation != "oracle" for t in self.transformers)
+
 
 def _split_depths(digits: str) -> list[int]:
     if len(digits) > 1 and all(a < b for a, b in pairwise(digits)):

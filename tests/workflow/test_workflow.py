@@ -39,6 +39,7 @@ TINY = {
         "proof": {"digits": 2, "channels": 2},
     },
     "resources": {"train_gpus": 0},
+    "overrides": {"STN-C0": {"train": {"lr": 1.0e4}}},  # forced to diverge: recorded, not a result
 }
 
 
@@ -102,11 +103,13 @@ def test_dry_run_plans_exactly_the_expected_jobs(tmp_path):
         "train": runs,
         "evaluate": runs,
         "table": 2,
+        "training_figure": 2,
+        "stability": 1,  # mnist_oracle has no learned transformer
+        "provenance": 1,
         "depth_figure": 1,
         "alignment_figure": 1,
         "angle_figure": 1,
         "proof_figure": 1,
-        "provenance": 1,
         "all": 1,
     }
     bigger = copy.deepcopy(TINY) | {"seeds": [0, 1, 2]}
@@ -171,6 +174,18 @@ def test_end_to_end_run_is_incremental(tiny_run):
     assert metrics["rotation_undone"] == pytest.approx(1.0, abs=1e-4)  # the oracle undoes all of it
     assert metrics["pose_spread"] == pytest.approx(0.0, abs=1e-2)
     assert "\\toprule" in (tmp_path / "results/tables/mnist.tex").read_text()
+    for log in tmp_path.glob("results/runs/*/*/seed0/model.pt"):  # every run logged how it trained
+        assert log.with_name("train_log.csv").read_text().startswith("step,epoch,"), log
+    for figure in ("mnist_training", "mnist_oracle_training", "mnist_stability"):
+        assert (tmp_path / f"results/figures/{figure}.png").stat().st_size > 0
+    # the forced divergence: recorded, evaluated as such, and counted by both tables
+    diverged = json.loads((tmp_path / "results/runs/R/STN-C0/seed0/metrics.json").read_text())
+    assert diverged["status"] == "diverged" and diverged["test_error"] is None
+    assert "skipped, its training diverged" in (tmp_path / "logs/evaluate/R/STN-C0/seed0.log").read_text()
+    assert "diverged (1/1)" in (tmp_path / "results/tables/mnist.md").read_text()
+    assert pd.read_csv(tmp_path / "results/tables/mnist.csv", index_col=0).loc["STN-C0", "R_diverged"] == 1
+    stability = pd.read_csv(tmp_path / "results/tables/mnist_stability.csv", index_col=0)
+    assert list(stability.index) == ["STN-C0", "STN-C1"] and stability.loc["STN-C0", "R_diverged"] == 1
     assert (tmp_path / "logs/train/R/CNN/seed0.log").exists()
     assert (tmp_path / "benchmarks/train/R/CNN/seed0.tsv").exists()
 
@@ -178,13 +193,15 @@ def test_end_to_end_run_is_incremental(tiny_run):
     assert planned_jobs(tmp_path, TINY) == {}
 
     # one network's hyperparameter: only its runs retrain, and the report follows
-    changed = copy.deepcopy(TINY) | {"overrides": {"STN-C1": {"train": {"loc_lr_multiplier": 0.5}}}}
+    changed = copy.deepcopy(TINY)
+    changed["overrides"]["STN-C1"] = {"train": {"loc_lr_multiplier": 0.5}}
     jobs = planned_jobs(tmp_path, changed)
     assert jobs["train"] == 2 and jobs["evaluate"] == 2 and "test_set" not in jobs
     assert (
         jobs["table"] == 1 and jobs["alignment_figure"] == jobs["angle_figure"] == jobs["proof_figure"] == 1
     )
     assert "depth_figure" not in jobs  # the oracle table has no STN-C1
+    assert jobs["training_figure"] == jobs["stability"] == 1  # mnist's, not mnist_oracle's
 
     # a new seed trains only the new runs
     jobs = planned_jobs(tmp_path, copy.deepcopy(TINY) | {"seeds": [0, 1]})

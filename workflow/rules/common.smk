@@ -19,13 +19,16 @@ LIBRARY = sorted(
     os.path.relpath(path)
     for path in (REPO / "stn").rglob("*")
     if path.suffix in (".py", ".yaml")
-    and path.name not in ("report.py", "front_page.py", "bench.py")
+    and path.name
+    not in ("report.py", "training_report.py", "front_page.py", "bench.py")
 )
 DATA_LIBRARY = sorted(
     os.path.relpath(path)
     for path in [REPO / "stn" / "geometry.py", *(REPO / "stn" / "data").glob("*.py")]
 )
-REPORT_LIBRARY = [os.path.relpath(REPO / "stn" / "report.py")]
+REPORT_LIBRARY = [
+    os.path.relpath(REPO / "stn" / name) for name in ("report.py", "training_report.py")
+]
 
 
 wildcard_constraints:
@@ -168,6 +171,22 @@ def table_metrics(table):
     ]
 
 
+def table_logs(table):
+    """The training logs of every run of a table, in the order of `table_metrics`."""
+    return [
+        path.replace("metrics.json", "train_log.csv") for path in table_metrics(table)
+    ]
+
+
+def stability_tables():
+    """The tables with a learned transformer (not only oracles): they get a stability table."""
+    return [
+        table
+        for table in config["report"]["tables"]
+        if any(parse_network_name(n).learns_localisation for n in table_networks(table))
+    ]
+
+
 def rotation_analyses(table):
     """The rotation analyses of a table's networks with transformers, over its tasks and seeds."""
     return [
@@ -200,9 +219,12 @@ def report_outputs():
     stems += [
         f"tables/{table}_rotation" for table in config["report"]["rotation_figures"]
     ]
+    stems += [f"tables/{table}_stability" for table in stability_tables()]
     figures = [f"{table}_errors" for table in tables] + config["report"][
         "depth_figures"
     ]
+    figures += [f"{table}_training" for table in tables]
+    figures += [f"{table}_stability" for table in stability_tables()]
     figures += [f"{table}_rotation" for table in config["report"]["rotation_figures"]]
     figures += ["mnist_alignment"] * has_alignment_figure()
     figures += ["mnist_angles"] * has_angle_figure() + ["proof"] * has_proof_figure()

@@ -6,7 +6,8 @@ rule provenance:
     the config files, the runs' code versions and environments, the raw data's SHA-256 and the
     training time per task."""
     input:
-        configs=workflow.configfiles,
+        # relative: a run moved with its config keeps its front page
+        configs=[os.path.relpath(path) for path in workflow.configfiles],
         metrics=all_metrics(),
         manifests=all_manifests(),
         code=FRONT_PAGE_LIBRARY,

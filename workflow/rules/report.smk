@@ -175,3 +175,61 @@ rule proof_figure:
         proof=PROOF,
     script:
         "../scripts/proof_figure.py"
+
+
+rule training_figure:
+    """How a table's runs trained: loss and the transformer's displacement against steps."""
+    input:
+        metrics=lambda wildcards: table_metrics(wildcards.table),
+        logs=lambda wildcards: table_logs(wildcards.table),
+        code=REPORT_LIBRARY,
+    output:
+        report(
+            "results/figures/{table}_training.png",
+            caption="../report/training.rst",
+            category="Training",
+            labels={"figure": "{table} training curves"},
+        ),
+        "results/figures/{table}_training.pdf",
+    log:
+        "logs/report/{table}_training.log",
+    conda:
+        SOFTWARE
+    params:
+        tasks=lambda wildcards: config["report"]["tables"][wildcards.table]["tasks"],
+        networks=lambda wildcards: table_networks(wildcards.table),
+    script:
+        "../scripts/training_figure.py"
+
+
+rule stability:
+    """Whether the learned transformers of a table trained stably: diverged, stuck at the
+    identity or collapsed to one warp, per network and task (a table and a figure)."""
+    input:
+        metrics=lambda wildcards: table_metrics(wildcards.table),
+        logs=lambda wildcards: table_logs(wildcards.table),
+        code=REPORT_LIBRARY,
+    output:
+        table=report(
+            "results/tables/{table}_stability.html",
+            caption="../report/stability.rst",
+            category="Training",
+            labels={"table": "{table} stability"},
+        ),
+        table_files=multiext("results/tables/{table}_stability", ".csv", ".md", ".tex"),
+        figure=report(
+            "results/figures/{table}_stability.png",
+            caption="../report/stability.rst",
+            category="Training",
+            labels={"figure": "{table} stability"},
+        ),
+        figure_pdf="results/figures/{table}_stability.pdf",
+    log:
+        "logs/report/{table}_stability.log",
+    conda:
+        SOFTWARE
+    params:
+        tasks=lambda wildcards: config["report"]["tables"][wildcards.table]["tasks"],
+        networks=lambda wildcards: table_networks(wildcards.table),
+    script:
+        "../scripts/stability.py"

@@ -5,6 +5,7 @@ rule train:
         code=LIBRARY,
     output:
         model=f"{run_dir('{task}', '{network}', '{seed}')}/model.pt",
+        log=f"{run_dir('{task}', '{network}', '{seed}')}/train_log.csv",
     log:
         "logs/train/{task}/{network}/seed{seed}.log",
     benchmark:

@@ -5,6 +5,7 @@ from pathlib import Path
 import torch
 
 from stn.config import load_splits
+from stn.evaluation import diverged
 from stn.io import output_to
 from stn.report import alignment_figure
 from stn.training import load_checkpoint
@@ -12,11 +13,19 @@ from stn.training import load_checkpoint
 with output_to(snakemake.log[0]):
     settings = snakemake.params.alignment
     networks = settings["networks"]
-    rotation = {n: load_checkpoint(p)[0] for n, p in zip(networks, snakemake.input.rotation, strict=True)}
-    scale_models, contents = {}, []
-    for network, path in zip(networks, snakemake.input.scale, strict=True):
-        scale_models[network], content = load_checkpoint(path)
-        contents.append(content)
+    rotation, scale_models, contents = {}, {}, []
+    for network, rotated, scaled in zip(
+        networks, snakemake.input.rotation, snakemake.input.scale, strict=True
+    ):
+        (rotation_model, rotation_run), (scale_model, scale_run) = (
+            load_checkpoint(rotated),
+            load_checkpoint(scaled),
+        )
+        if diverged(rotation_run) or diverged(scale_run):
+            print(f"{network}: left out, its training diverged")
+            continue
+        rotation[network], scale_models[network] = rotation_model, scale_model
+        contents.append(scale_run)
     digits = load_splits(contents[0]["config"])
     chosen = torch.stack(
         [digits.test_images[digits.test_labels == label][0] for label in (2, 4, 7)][: settings["digits"]]

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from stn.evaluation import load_test_set
+from stn.evaluation import diverged, load_test_set
 from stn.invariance import predicted_angles
 from stn.io import output_to
 from stn.report import angle_figure
@@ -12,6 +12,9 @@ with output_to(snakemake.log[0]):
     angles = {}
     for network, path in zip(snakemake.params.networks, snakemake.input.models, strict=True):
         model, content = load_checkpoint(path)
+        if diverged(content):
+            print(f"{network}: left out, its training diverged")
+            continue
         test = load_test_set(snakemake.input.test_set, content["config"])
         poses = test["poses"] if model.needs_pose else None
         predicted = predicted_angles(model, test["images"], poses).numpy()

@@ -11,4 +11,8 @@ with output_to(snakemake.log[0]):
     except DamagedFileError as error:  # a damaged checkpoint or test set: which, and how to redo it
         print(f"error: {error}")
         raise SystemExit(f"error: {error}") from None
-    print(f"{metrics['network']} {metrics['task']} seed {metrics['seed']}: {metrics['test_error']:.2f}%")
+    run = f"{metrics['network']} {metrics['task']} seed {metrics['seed']}"
+    if metrics["test_error"] is None:
+        print(f"{run}: skipped, its training diverged at step {metrics['diverged_step']} (no test error)")
+    else:
+        print(f"{run}: {metrics['test_error']:.2f}%")

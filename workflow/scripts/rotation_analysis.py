@@ -12,4 +12,8 @@ with output_to(snakemake.log[0]):
         images=snakemake.params.images,
         device=snakemake.params.device,
     )
-    print(f"{result['network']} {result['task']} seed {result['seed']}: spread {result['spread']}")
+    run = f"{result['network']} {result['task']} seed {result['seed']}"
+    if result["status"] == "diverged":
+        print(f"{run}: skipped, its training diverged (no rotation analysis)")
+    else:
+        print(f"{run}: spread {result['spread']}")

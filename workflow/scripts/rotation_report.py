@@ -9,7 +9,12 @@ from stn.report import format_rotation_table, rotation_figure, rotation_table, w
 
 with output_to(snakemake.log[0]):
     analyses = [json.loads(Path(path).read_text()) for path in snakemake.input.analyses]
-    networks = snakemake.params.networks
+    skipped = [a for a in analyses if a.get("status") == "diverged"]
+    for analysis in skipped:
+        print(f"{analysis['network']} {analysis['task']} seed {analysis['seed']}: diverged, left out")
+    analyses = [a for a in analyses if a not in skipped]
+    analysed = {a["network"] for a in analyses}
+    networks = [n for n in snakemake.params.networks if n == "CNN" or n in analysed]  # all diverged: out
     rotation_figure(analyses, networks, Path(snakemake.output.figure).with_suffix(""))
     table = rotation_table(analyses, networks)
     caption = (
