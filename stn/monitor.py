@@ -131,7 +131,7 @@ class TrainingMonitor:
             [
                 step + 1,
                 torch.where(~finite & (first_bad < 0), step, first_bad),
-                torch.where(finite, loss, last_finite),
+                torch.where(finite & (first_bad < 0), loss, last_finite),  # frozen once diverged
             ]
         )
         self.guard.copy_(update)

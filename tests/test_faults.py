@@ -33,6 +33,7 @@ import yaml
 import stn.training
 from stn.evaluation import evaluate, prepare_test_set
 from stn.io import DamagedFileError, digest_path, load_torch, load_torch_verified, sha256sum
+from stn.train_log import TIMING_COLUMNS, read_log
 from stn.training import state_path, train
 from tests.conftest import tiny_config
 
@@ -281,6 +282,14 @@ def test_kill_9_at_three_points_of_training_then_run_sh_again(workflow_dir) -> N
     trained = load_torch(directory / RUN / "model.pt")["model"]
     for key, value in load_torch(reference / "model.pt")["model"].items():
         assert torch.equal(value, trained[key]), key
+    # and the same training log, row for row: the rows of each killed attempt after its saved
+    # state were dropped and recomputed (only the times differ)
+    logged, expected_log = read_log(directory / RUN / "train_log.csv"), read_log(reference / "train_log.csv")
+    assert len(logged) == len(expected_log) == FAULT_STEPS  # the default: a row a step at this length
+    for ours, theirs in zip(logged, expected_log, strict=True):
+        assert {k: v for k, v in ours.items() if k not in TIMING_COLUMNS} == {
+            k: v for k, v in theirs.items() if k not in TIMING_COLUMNS
+        }
 
 
 # A full disk, simulated by a file-size limit: `python -m stn train`, whose saves of the resume

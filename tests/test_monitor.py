@@ -161,3 +161,18 @@ def test_tensorboard_events_hold_the_logs_scalars(tmp_path):
     losses = events.Scalars("loss")
     assert [e.step for e in losses] == [4, 8, 12]
     assert [e.value for e in losses] == pytest.approx([row["loss"] for row in rows], rel=1e-6)
+
+
+def test_the_first_non_finite_step_and_the_last_finite_loss_before_it_are_kept():
+    model = build_network("STN-C1", **TINY_BACKBONE)
+    monitor = TrainingMonitor(model, torch.device("cpu"))
+    monitor.start(10)
+    logits, labels, theta = torch.zeros(2, 10), torch.zeros(2, dtype=torch.long), identity(2)
+    for value in (2.0, 3.0, float("nan"), 4.0):  # steps 10-13
+        monitor.observe(torch.tensor(value), logits, labels, {"C1": theta})
+    monitor.observe(torch.tensor(1.0), logits, labels, {"C1": torch.full((2, 2, 3), float("inf"))})
+    divergence = monitor.nonfinite()
+    assert divergence.step == 12 and divergence.last_finite_loss == 3.0
+    warp_only = TrainingMonitor(model, torch.device("cpu"))  # a NaN warp, its loss still finite
+    warp_only.observe(torch.tensor(2.0), logits, labels, {"C1": torch.full((2, 2, 3), float("nan"))})
+    assert warp_only.nonfinite().step == 0 and warp_only.nonfinite().last_finite_loss is None

@@ -3,15 +3,20 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from stn.config import resolve_run_config, task_spec
 from stn.data.augment import PAPER_TASKS, augment, draw_augmentation, render_augmentation
+from stn.geometry import identity
 from stn.io import load_torch
+from stn.monitor import TrainingMonitor
 from stn.training import (
     TrainingStep,
     batch_indices,
+    capture_cuda_graph,
     load_checkpoint,
     make_optimizer,
     network_from_config,
@@ -140,3 +145,25 @@ def test_cuda_graph_and_bf16_train_like_the_eager_fp32_step(tmp_path, network, t
     assert losses["polyphase+graph"] == pytest.approx(losses["eager"], rel=1e-2, abs=1e-3)
     assert losses["polyphase_all+graph"] == pytest.approx(losses["eager"], rel=1e-2, abs=1e-3)
     assert losses["bf16+graph"] == pytest.approx(losses["eager"], rel=0.15, abs=0.05)
+
+
+@cuda
+def test_a_nan_inside_a_captured_cuda_graph_is_caught_as_an_eager_one_is():
+    device = torch.device("cuda")
+    model = network_from_config(resolve_run_config(tiny_config())).to(device)
+    monitor = TrainingMonitor(model, device)
+    loss, theta = torch.ones((), device=device), identity(4, device)
+    logits, labels = torch.zeros(4, 10, device=device), torch.zeros(4, dtype=torch.long, device=device)
+
+    def observe() -> None:
+        monitor.observe(loss, logits, labels, {"SL1": theta})
+
+    observe()  # step 0, eager: creates the sums the graph adds to
+    graph, _ = capture_cuda_graph(observe, device)  # its warm-up observes step 1
+    for value in (2.0, 3.0, float("nan"), 4.0):  # steps 2-5, replayed
+        loss.fill_(value)
+        graph.replay()
+    divergence = monitor.nonfinite()
+    assert divergence is not None and divergence.step == 4 and divergence.last_finite_loss == 3.0
+    row, again = monitor.read(6, 0.1, {"classifier": 0.1}, 1.0)
+    assert again == divergence and math.isnan(row["loss"])

@@ -22,6 +22,7 @@ CONFIG = copy.deepcopy(TINY) | {
 }
 # the Snakefile's localrules
 LOCAL_RULES = {"all", "download", "table", "depth_figure", "rotation_report", "provenance"}
+LOCAL_RULES |= {"training_figure", "stability"}
 
 
 def results(directory: Path) -> dict[str, float]:
