@@ -126,7 +126,7 @@ def _cell(value: float | None, fmt: str = "{:.2f}") -> str:
     return text.lstrip("-") if float(text) == 0 else text  # no "-0.00"
 
 
-def _interval_cell(
+def interval_cell(
     mean: float | None,
     half_width: float | None,
     seeds: int,
@@ -159,13 +159,13 @@ def format_table(table: pd.DataFrame, tasks: Sequence[str], latex: bool = False)
     for task in tasks:
         cis, seeds, diverged = table[f"{task}_ci95"], table[f"{task}_seeds"], table[f"{task}_diverged"]
         out[f"{task} ours"] = [
-            _interval_cell(m, c, n, pm, diverged=d)
+            interval_cell(m, c, n, pm, diverged=d)
             for m, c, n, d in zip(table[f"{task}_mean"], cis, seeds, diverged, strict=True)
         ]
         if table[f"{task}_paper"].notna().any():
             out[f"{task} paper"] = [_cell(v) for v in table[f"{task}_paper"]]
             out[f"{task} diff"] = [
-                _interval_cell(d, c, n, pm, "{:+.2f}")
+                interval_cell(d, c, n, pm, "{:+.2f}")
                 for d, c, n in zip(table[f"{task}_diff"], cis, seeds, strict=True)
             ]
         if table[f"{task}_jaderberg"].notna().any():
@@ -184,7 +184,7 @@ def format_contrasts(table: pd.DataFrame, tasks: Sequence[str], latex: bool = Fa
     for task in tasks:
         means, cis = table[f"{task}_mean"], table[f"{task}_ci95"]
         out[f"{task} difference"] = [
-            _interval_cell(m, c, n, pm, "{:+.2f}")
+            interval_cell(m, c, n, pm, "{:+.2f}")
             for m, c, n in zip(means, cis, table[f"{task}_seeds"], strict=True)
         ]
         out[f"{task} holds"] = [_verdict(m, c) for m, c in zip(means, cis, strict=True)]
@@ -371,7 +371,7 @@ def alignment_figure(
     save_figure(figure, stem)
 
 
-def _depth_and_kind(network: str) -> tuple[int, str]:
+def depth_and_kind(network: str) -> tuple[int, str]:
     """A single-transformer network's depth and its name with the depth as ``X``."""
     spec = parse_network_name(network)
     if len(spec.transformers) != 1:
@@ -393,7 +393,7 @@ def depth_figure(
     (table ``paper`` of paper_results.yaml) as crosses."""
     reported = paper_results().get(paper or "", {})
     figure, axis = plt.subplots(figsize=(5.2, 3.6))
-    kinds = {network: _depth_and_kind(network) for network in networks if network != "CNN"}
+    kinds = {network: depth_and_kind(network) for network in networks if network != "CNN"}
     several_kinds = len({kind for _, kind in kinds.values()}) > 1
     lines = [(task, kind) for task in tasks for kind in dict.fromkeys(kind for _, kind in kinds.values())]
     dodge = {line: 0.06 * (i - (len(lines) - 1) / 2) for i, line in enumerate(lines)}  # apart
@@ -499,114 +499,4 @@ def proof_figure(realignments: dict[str, dict[float, Realignment]], channels: in
     errors.set_ylabel("")
     errors.yaxis.tick_right()
     errors.legend(fontsize=7, title="aligned", title_fontsize=7)
-    save_figure(figure, stem)
-
-
-def rotation_table(analyses: Sequence[dict], networks: Sequence[str]) -> pd.DataFrame:
-    """Per network with transformers, the residual pose's medoid spread (degrees) of the rotation
-    analysis, modulo 360 and 180: mean and 95% t-interval half-width over seeds, and the seeds."""
-    rows = {}
-    for network in networks:
-        runs = [a for a in analyses if a["network"] == network]
-        if not runs:
-            continue
-        row = {}
-        for period in ("360", "180"):
-            interval = t_interval([r["spread"][period] for r in runs])
-            row[f"spread{period}_mean"], row[f"spread{period}_ci95"] = interval.mean, interval.half_width
-        ignoring = {f"ignoring{period}": runs[0]["spread_ignoring"][period] for period in ("360", "180")}
-        rows[network] = row | {"seeds": len(runs), **ignoring}
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index.name = "network"
-    return table
-
-
-def format_rotation_table(table: pd.DataFrame, latex: bool = False) -> pd.DataFrame:
-    """``mean ± 95% CI (n)`` of the spread modulo 360° and modulo 180°."""
-    pm = r"$\pm$" if latex else "±"
-    return pd.DataFrame(
-        {
-            f"spread mod {period}°": [
-                _interval_cell(m, c, n, pm, "{:.1f}")
-                for m, c, n in zip(
-                    table[f"spread{period}_mean"], table[f"spread{period}_ci95"], table["seeds"], strict=True
-                )
-            ]
-            for period in ("360", "180")
-        },
-        index=table.index,
-    )
-
-
-def rotation_figure(analyses: Sequence[dict], networks: Sequence[str], stem: Path | str) -> None:
-    """The authors' rotation analysis (:func:`stn.evaluation.analyse_rotations`), one row of
-    panels per kind of network (STN-CX, STN-DLX, STN-SLX, iterative STN-SLXx2) and one column per
-    depth: the predicted angle against the applied one (each applied angle's histogram over
-    images and seeds, normalised; the dotted line is full compensation, predicted = -applied).
-    Below, the medoid spread of the residual pose against depth: modulo 360° (solid) and the
-    authors' modulo 180° (dashed), mean and 95% t-interval over seeds, each kind's line starting
-    from STN-C0 (at depth 0 every kind is the same network); grey lines mark a transformer that
-    ignores rotations."""
-    kinds = {network: _depth_and_kind(network) for network in networks if network != "CNN"}
-    by_network: dict[str, list[dict]] = {network: [] for network in kinds}
-    for analysis in analyses:
-        if analysis["network"] in by_network:
-            by_network[analysis["network"]].append(analysis)
-    missing = [network for network, runs in by_network.items() if not runs]
-    if missing:
-        raise ValueError(f"no rotation analysis for {missing}")
-    spreads = rotation_table(analyses, networks)
-    rows = list(dict.fromkeys(kind for _, kind in kinds.values()))
-    depths = sorted({depth for depth, _ in kinds.values()})
-    figure = plt.figure(figsize=(1.9 * len(depths) + 0.8, 1.9 * len(rows) + 3.2))
-    grid = figure.add_gridspec(len(rows) + 1, len(depths), height_ratios=[1] * len(rows) + [1.6])
-    for network, (depth, kind) in kinds.items():
-        runs = by_network[network]
-        axis = figure.add_subplot(grid[rows.index(kind), depths.index(depth)])
-        applied = np.asarray(runs[0]["angles"])
-        step = 360.0 / len(applied)
-        counts = np.sum([np.asarray(r["predicted_histogram"], dtype=float) for r in runs], axis=0)
-        counts /= counts.sum(axis=1, keepdims=True).clip(min=1)
-        axis.pcolormesh(
-            np.append(applied, applied[-1] + step) - step / 2,
-            np.asarray(runs[0]["predicted_edges"]),
-            counts.T,
-            cmap="Blues",
-            vmin=0,
-        )
-        axis.scatter(applied, (-applied + 180) % 360 - 180, s=3, color="tab:red", zorder=3)
-        axis.set_title(f"{network}\nspread {spreads.loc[network, 'spread360_mean']:.0f}°", fontsize=8)
-        axis.set_xlim(-180, 180)
-        axis.set_ylim(-180, 180)
-        axis.set_xticks([-180, 0, 180])
-        axis.set_yticks([-180, 0, 180])
-        axis.tick_params(labelsize=6)
-        if depth == min(d for d, k in kinds.values() if k == kind):
-            axis.set_ylabel(f"{kind}\npredicted (°)", fontsize=7)
-        if rows.index(kind) == len(rows) - 1:
-            axis.set_xlabel("applied (°)", fontsize=7)
-    summary = figure.add_subplot(grid[len(rows), :])
-    for kind, colour in zip(rows, sns.color_palette(n_colors=len(rows)), strict=True):
-        members = sorted((depth, network) for network, (depth, k) in kinds.items() if k == kind)
-        if "x" not in kind and members[0][0] > 0 and "STN-C0" in by_network:
-            members.insert(0, (0, "STN-C0"))  # at depth 0 every kind is one network
-        for period, style in (("360", "-"), ("180", "--")):
-            rows_of_kind = spreads.loc[[network for _, network in members]]
-            summary.errorbar(
-                [depth for depth, _ in members],
-                rows_of_kind[f"spread{period}_mean"],
-                yerr=rows_of_kind[f"spread{period}_ci95"].fillna(0.0),
-                color=colour,
-                linestyle=style if "x" not in kind else ":",
-                marker="o" if period == "360" else "s",
-                capsize=3,
-                label=f"{kind} (mod {period}°)",
-            )
-    for period, style in (("360", "-"), ("180", "--")):
-        summary.axhline(spreads[f"ignoring{period}"].iloc[0], color="grey", linestyle=style, linewidth=1)
-    summary.set_xticks(depths)
-    summary.set_xlabel("depth of the transformer (0: the input)")
-    summary.set_ylabel("residual pose spread (°)")
-    summary.legend(fontsize=6, ncol=2)
-    figure.tight_layout()
     save_figure(figure, stem)

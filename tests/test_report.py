@@ -16,16 +16,14 @@ from stn.report import (
     depth_figure,
     error_figure,
     format_contrasts,
-    format_rotation_table,
     format_table,
     load_metrics,
     paper_results,
     proof_figure,
-    rotation_figure,
-    rotation_table,
     summary_table,
     write_table,
 )
+from stn.rotation_report import format_rotation_table, rotation_figure, rotation_table
 
 
 @pytest.fixture()

@@ -124,7 +124,15 @@ def test_plankton_dag_runs_end_to_end_on_a_generated_planktonset(tmp_path):
 
     table = pd.read_csv(work / "results/tables/plankton.csv", index_col=0)
     assert table.loc["STN-C2", "Plankton_paper"] == 22.3 and table.loc["STN-SL2", "Plankton_paper"] == 21.5
-    for stem in ("plankton", "plankton_rotation", "plankton_errors"):
+    stability = pd.read_csv(work / "results/tables/plankton_stability.csv", index_col=0)
+    assert list(stability.index) == NETWORKS[1:] and set(stability["kind"]) <= {"C", "DL", "SL"}
+    for stem in (
+        "plankton",
+        "plankton_rotation",
+        "plankton_errors",
+        "plankton_stability",
+        "plankton_training",
+    ):
         for ext in ("png", "pdf"):
             assert (work / f"results/figures/{stem}.{ext}").stat().st_size > 0
     spreads = pd.read_csv(work / "results/tables/plankton_rotation.csv", index_col=0)

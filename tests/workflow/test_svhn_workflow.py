@@ -63,6 +63,11 @@ def test_svhn_dag_runs_end_to_end_on_generated_archives(tmp_path, mini, server):
     assert "SVHN Jaderberg" in (tmp_path / "results/tables/svhn_iterative.md").read_text()
     for ext in ("png", "pdf"):
         assert (tmp_path / f"results/figures/svhn_depth.{ext}").stat().st_size > 0
+    for table in ("svhn_iterative", "svhn_depth"):  # both have learned transformers
+        stability = pd.read_csv(tmp_path / f"results/tables/{table}_stability.csv", index_col=0)
+        assert "CNN" not in stability.index and (stability["SVHN_runs"] == 1).all()
+        for stem in (f"{table}_stability", f"{table}_training"):
+            assert (tmp_path / f"results/figures/{stem}.png").stat().st_size > 0
     metrics = json.loads((tmp_path / "results/runs/SVHN/STN-SL3x2/seed0/metrics.json").read_text())
     assert metrics["test_size"] == manifest["test_images"] and metrics["rotation_undone"] is None
     assert planned_jobs(tmp_path, experiment) == {}  # a rerun does nothing, and needs no server

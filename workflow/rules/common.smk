@@ -15,20 +15,19 @@ validate(config, "../schemas/config.schema.yaml")
 
 REPO = Path(workflow.main_snakefile).parent
 SOFTWARE = "../../environment.yml"  # used with --sdm conda
+REPORT_MODULES = ("report.py", "rotation_report.py", "training_report.py")
+"""The report's code: tables and figures follow its edits, runs do not."""
 LIBRARY = sorted(
     os.path.relpath(path)
     for path in (REPO / "stn").rglob("*")
     if path.suffix in (".py", ".yaml")
-    and path.name
-    not in ("report.py", "training_report.py", "front_page.py", "bench.py")
+    and path.name not in (*REPORT_MODULES, "front_page.py", "bench.py")
 )
 DATA_LIBRARY = sorted(
     os.path.relpath(path)
     for path in [REPO / "stn" / "geometry.py", *(REPO / "stn" / "data").glob("*.py")]
 )
-REPORT_LIBRARY = [
-    os.path.relpath(REPO / "stn" / name) for name in ("report.py", "training_report.py")
-]
+REPORT_LIBRARY = [os.path.relpath(REPO / "stn" / name) for name in REPORT_MODULES]
 
 
 wildcard_constraints:
