@@ -4,7 +4,7 @@
 #   bash tools/gpu-check.sh bench     the CUDA tests, then python -m stn bench of config/paper.yaml:
 #                                     each conv + pool pair as a conv then a pool and as one
 #                                     polyphase conv, and the step with polyphase true and all
-#                                     against today
+#                                     against today, and the fastest without the training log (its cost)
 #   bash tools/gpu-check.sh profile   torch.profiler of the S and T steps (bf16 + channels_last,
 #                                     without and with polyphase blocks): where a step's time goes
 #   bash tools/gpu-check.sh precision config/gpu-quick.yaml's step with and without polyphase; test
@@ -61,6 +61,7 @@ bench)
     --tasks R S T --networks CNN STN-SL1 --out "$OUT/blocks-paper.json" 2>&1 | tee "$OUT/blocks.txt"
   timeout 300 python3 -m stn bench --config config/paper.yaml --device cuda --seconds 0.5 --repeats 2 \
     --levers today bf16+channels_last+graph+polyphase bf16+channels_last+graph+polyphase_all \
+    bf16+channels_last+graph+polyphase_all+no_log \
     --out "$OUT/bench-paper.json" 2>/tmp/bench.err | tee "$OUT/bench.txt"
   tail -3 /tmp/bench.err
   ;;
