@@ -127,13 +127,13 @@ class TrainingStep:
     update, for any step number in any order (each step's batch and augmentation are seeded
     by the step, so a resumed run repeats an uninterrupted one).
 
-    On CUDA, the run config's ``train`` section picks how a step runs: ``precision`` bf16
-    (autocast), ``channels_last`` and ``cudnn_benchmark``, ``polyphase`` (convs of few input
-    channels and their max-pool as one polyphase conv, :class:`stn.backbones.ConvBlock`),
-    and ``cuda_graph``: after ``GRAPH_WARMUP`` eager steps, every full batch's step (rendering,
-    forward, backward, update) is one captured CUDA graph replayed on fresh inputs; only the
-    indices and the seeded random draws are written before each replay. On the CPU they
-    change nothing.
+    The run config's ``train`` section picks how a step runs: ``channels_last`` (NHWC network
+    and inputs) and ``polyphase`` (convs of few input channels and their max-pool as one
+    polyphase conv, :class:`stn.backbones.ConvBlock`) on any device; on CUDA only,
+    ``precision`` bf16 (autocast), ``cudnn_benchmark`` and ``cuda_graph``: after
+    ``GRAPH_WARMUP`` eager steps, every full batch's step (rendering, forward, backward,
+    update) is one captured CUDA graph replayed on fresh inputs; only the indices and the
+    seeded random draws are written before each replay. The CPU stays fp32.
     """
 
     GRAPH_WARMUP = 3
@@ -154,7 +154,7 @@ class TrainingStep:
         self.device = images.device
         cuda = self.device.type == "cuda"
         self.bf16 = cuda and train["precision"] == "bf16"
-        self.channels_last = cuda and train["channels_last"]
+        self.channels_last = train["channels_last"]
         self.use_graph = cuda and train["cuda_graph"]
         if cuda:
             torch.backends.cudnn.benchmark = train["cudnn_benchmark"]
@@ -162,7 +162,7 @@ class TrainingStep:
             model.to(memory_format=torch.channels_last)
         for block in model.modules():
             if isinstance(block, ConvBlock):
-                block.polyphase = cuda and train["polyphase"]
+                block.polyphase = train["polyphase"]
         self.base_lrs = [group["lr"] for group in optimizer.param_groups]
         self.generator = torch.Generator(self.device)
         self._epoch, self._order = -1, torch.empty(0)

@@ -1,5 +1,6 @@
-"""The training step: host-free batches, the graph-capturable update, and the CUDA levers
-(bf16, channels_last, polyphase blocks, CUDA graphs: checked on a GPU, no-ops on the CPU)."""
+"""The training step: host-free batches, the graph-capturable update, and the levers
+(channels_last and polyphase blocks on any device, deterministic on the CPU; bf16 and CUDA
+graphs: checked on a GPU, no-ops on the CPU)."""
 
 from __future__ import annotations
 
@@ -21,9 +22,11 @@ from stn.training import (
     make_optimizer,
     network_from_config,
     sgd_update,
+    state_path,
     train,
 )
 from tests.conftest import tiny_config
+from tests.test_faults import Interrupted, interrupt_at
 
 CUDA_SWITCHES = {
     "precision": "bf16",
@@ -32,6 +35,7 @@ CUDA_SWITCHES = {
     "cuda_graph": True,
     "polyphase": True,
 }
+CPU_SWITCHES = {"channels_last": True, "polyphase": True}
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
@@ -91,18 +95,42 @@ def test_sgd_update_with_tensor_rates_matches_torch_sgd(momentum, weight_decay):
         torch.testing.assert_close(mine, theirs, rtol=1e-6, atol=1e-7)
 
 
-def test_cuda_switches_change_nothing_on_the_cpu(tmp_path):
+def switched_config(switches: dict) -> dict:
+    return tiny_config(train={**tiny_config()["train"], **switches})
+
+
+def same_weights(first, second) -> bool:
+    ours, theirs = load_torch(first)["model"], load_torch(second)["model"]
+    return all(torch.equal(ours[key], theirs[key]) for key in ours)
+
+
+def test_cuda_only_switches_change_nothing_on_the_cpu(tmp_path):
+    cuda_only = {key: value for key, value in CUDA_SWITCHES.items() if key not in CPU_SWITCHES}
     train(tiny_config(), tmp_path / "plain.pt", progress=False)
-    train(
-        tiny_config(train={**tiny_config()["train"], **CUDA_SWITCHES}),
-        tmp_path / "switched.pt",
-        progress=False,
-    )
-    plain, switched = (
-        load_torch(tmp_path / "plain.pt")["model"],
-        load_torch(tmp_path / "switched.pt")["model"],
-    )
-    assert all(torch.equal(plain[key], switched[key]) for key in plain)
+    train(switched_config(cuda_only), tmp_path / "switched.pt", progress=False)
+    assert same_weights(tmp_path / "plain.pt", tmp_path / "switched.pt")
+
+
+def test_cpu_levers_apply_and_train_bit_identically_run_to_run_and_across_resume(tmp_path, monkeypatch):
+    config = resolve_run_config(switched_config(CPU_SWITCHES))  # 12 steps, state saved every 4
+    model = network_from_config(config)
+    images = torch.rand(64, 1, 28, 28)
+    optimizer = make_optimizer(model, config["train"])
+    labels = torch.zeros(64, dtype=torch.long)
+    step = TrainingStep(model, optimizer, images, labels, task_spec(config), config["train"], 0, 12)
+    assert step.channels_last and model.blocks[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert model.blocks[0].fuses(list(model.blocks[0]), model.blocks[0].polyphase)
+
+    train(config, tmp_path / "a.pt", progress=False)
+    train(config, tmp_path / "b.pt", progress=False)
+    assert same_weights(tmp_path / "a.pt", tmp_path / "b.pt")
+    with monkeypatch.context() as patch:
+        interrupt_at(patch, 10)
+        with pytest.raises(Interrupted):
+            train(config, tmp_path / "resumed.pt", progress=False)
+    assert load_torch(state_path(tmp_path / "resumed.pt"))["step"] == 8
+    train(config, tmp_path / "resumed.pt", progress=False)
+    assert same_weights(tmp_path / "a.pt", tmp_path / "resumed.pt")
 
 
 def gpu_config(network: str, task: str, **train_switches) -> dict:
