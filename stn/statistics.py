@@ -8,7 +8,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 CONFIDENCE = 0.95
 
@@ -37,6 +36,8 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Inter
         raise ValueError("t_interval needs at least one value")
     if data.size == 1:
         return Interval(float(data[0]), None, 1)
+    from scipy import stats  # here: a job that measures no interval does not import scipy (2 s)
+
     quantile = stats.t.ppf(0.5 + confidence / 2, data.size - 1)
     return Interval(float(data.mean()), float(quantile * data.std(ddof=1) / math.sqrt(data.size)), data.size)
 
