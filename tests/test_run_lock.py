@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from subprocess import Popen
 
 import pytest
 import torch
@@ -30,7 +31,7 @@ HOLD = (  # holds the lock of sys.argv[1] until its stdin closes
 )
 
 
-def start_holder(checkpoint: Path) -> subprocess.Popen:
+def start_holder(checkpoint: Path) -> Popen:
     """A process that holds the lock of ``checkpoint`` until its stdin is closed."""
     command = [sys.executable, "-c", HOLD, str(checkpoint)]
     holder = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -86,11 +87,33 @@ def test_a_waiter_takes_the_lock_once_the_holder_ends(tmp_path: Path, capsys, en
     assert f"is held by pid {holder.pid} " in capsys.readouterr().err and not lock.exists()
 
 
-def start_trainer(config: Path, checkpoint: Path, name: str) -> subprocess.Popen:
-    """``python -m stn train`` of ``config``, its stdout and stderr to ``<name>.out``/``.err``."""
-    command = [sys.executable, "-m", "stn", "train", "--config", str(config), "--checkpoint", str(checkpoint)]
-    with open(config.with_name(f"{name}.out"), "w") as out, open(config.with_name(f"{name}.err"), "w") as err:
-        return subprocess.Popen([*command, "--quiet"], stdout=out, stderr=err)
+PAUSE_AFTER_FIRST_STATE = """
+import os, runpy, sys, time
+import stn.io
+
+go, save = sys.argv.pop(1), stn.io.save_torch_verified
+
+def save_then_wait(obj, path):
+    save(obj, path)
+    while str(path).endswith(".state") and not os.path.exists(go):
+        time.sleep(0.01)
+
+stn.io.save_torch_verified = save_then_wait  # before stn.training imports it
+sys.argv[0] = "python -m stn"
+runpy.run_module("stn", run_name="__main__")
+"""
+"""``python -m stn train`` that, once it has saved a resume state, waits until the file
+``sys.argv[1]`` exists (so a second trainer surely finds it training)."""
+
+
+def start_trainer(config: Path, checkpoint: Path, name: str, pause_until: Path | None = None) -> Popen:
+    """``python -m stn train`` of ``config`` (pausing after its first state until ``pause_until``
+    exists, if given), its stdout and stderr to ``<name>.out`` and ``<name>.err``."""
+    python = ["-m", "stn"] if pause_until is None else ["-c", PAUSE_AFTER_FIRST_STATE, str(pause_until)]
+    args = ["train", "--config", str(config), "--checkpoint", str(checkpoint), "--quiet"]
+    out_path, err_path = config.with_name(f"{name}.out"), config.with_name(f"{name}.err")
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        return subprocess.Popen([sys.executable, *python, *args], stdout=out, stderr=err)
 
 
 def files(folder: Path) -> dict[str, tuple[int, int, bytes]]:
@@ -100,14 +123,15 @@ def files(folder: Path) -> dict[str, tuple[int, int, bytes]]:
 
 @pytest.mark.parametrize("first", ["finishes", "is killed"])
 def test_two_trainers_of_one_run_train_it_once(tmp_path: Path, first: str) -> None:
-    config = tiny_config(train={"batch_size": 32, "epochs": None, "iterations": 60, "checkpoint_every": 5})
+    config = tiny_config(train={"batch_size": 32, "epochs": None, "iterations": 30, "checkpoint_every": 5})
     config_path = tmp_path / "run.yaml"
     config_path.write_text(yaml.safe_dump(config))
     train(config, tmp_path / "reference" / "model.pt", progress=False)
     run = tmp_path / "run"
     checkpoint = run / "model.pt"
 
-    trainer = start_trainer(config_path, checkpoint, "first")
+    go = tmp_path / "go"
+    trainer = start_trainer(config_path, checkpoint, "first", pause_until=go)
     deadline = time.monotonic() + 120
     while not state_path(checkpoint).exists():  # the first trains, holding the lock
         assert trainer.poll() is None and time.monotonic() < deadline, "the first trainer did not start"
@@ -116,6 +140,7 @@ def test_two_trainers_of_one_run_train_it_once(tmp_path: Path, first: str) -> No
     while "is held by" not in (tmp_path / "second.err").read_text():
         assert second.poll() is None and time.monotonic() < deadline, (tmp_path / "second.err").read_text()
         time.sleep(0.01)
+    go.touch()  # the first goes on training
     if first == "is killed":
         os.kill(trainer.pid, signal.SIGKILL)
         assert trainer.wait() == -signal.SIGKILL and not checkpoint.exists()
@@ -134,7 +159,7 @@ def test_two_trainers_of_one_run_train_it_once(tmp_path: Path, first: str) -> No
     assert {"model.pt", "model.pt.sha256"} <= names and not [n for n in names if "state" in n or n[0] == "."]
     assert not lock_path(checkpoint).exists()
     stats = json.loads((tmp_path / "second.out").read_text())
-    assert stats == load_torch(checkpoint)["train_stats"] and stats["steps"] == 60
+    assert stats == load_torch(checkpoint)["train_stats"] and stats["steps"] == 30
     if first == "finishes":  # the second found the run finished: it wrote nothing
         assert files(run) == after_first
         assert stats == json.loads((tmp_path / "first.out").read_text())
