@@ -126,8 +126,14 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
+    from stn.io import DiskFullError
+    from stn.training import GpuOutOfMemory, TrainingDiverged
+
     try:
         return COMMANDS[args.command](args)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except (TrainingDiverged, GpuOutOfMemory, DiskFullError) as error:  # each message names the fix
+        print(f"error: {error}", file=sys.stderr)
+        return 1

@@ -438,14 +438,33 @@ def train(
         return finished if finished is not None else _train_held(config, checkpoint, progress, runs_per_gpu)
 
 
+class GpuOutOfMemory(RuntimeError):
+    """A run does not fit its GPU; the message says which run, what it asked for and the fix."""
+
+
+def out_of_memory_message(config: dict[str, Any], device: torch.device, runs_per_gpu: int) -> str:
+    """What ran out of GPU memory, on which card, and what to change."""
+    total = torch.cuda.get_device_properties(device).total_memory / 2**30
+    return (
+        f"{config['model']['network']} on {config['task']['name']} seed {config['seed']} ran out of "
+        f"memory on {device} ({torch.cuda.get_device_name(device)}, {total:.1f} GiB) with batch_size "
+        f"{config['train']['batch_size']} and runs_per_gpu {runs_per_gpu} (runs sharing the card). Lower "
+        "resources.runs_per_gpu, or train.batch_size for this network in `overrides`; the resume "
+        "state, if any, is kept and the next run resumes from it."
+    )
+
+
 def _train_held(config: dict[str, Any], checkpoint: Path, progress: bool, runs_per_gpu: int) -> dict:
     """:func:`train` of a run whose lock (:func:`stn.run_lock.hold_run`) this process holds."""
     if config["train"]["tensorboard"]:
         tensorboard_writer_class()  # a missing package fails before any work
     device = resolve_device(config["device"], runs_per_gpu=runs_per_gpu)
-    run = _Resumable(config, checkpoint, device)
-    run.model.train()
-    loss, divergence = _run_steps(run, progress)
+    try:
+        run = _Resumable(config, checkpoint, device)
+        run.model.train()
+        loss, divergence = _run_steps(run, progress)
+    except torch.cuda.OutOfMemoryError:
+        raise GpuOutOfMemory(out_of_memory_message(config, device, runs_per_gpu)) from None
     run.log.close()
     if divergence is not None and config["train"]["on_divergence"] == "fail":
         raise TrainingDiverged(divergence_message(config, divergence))

@@ -15,6 +15,7 @@ from stn.geometry import identity
 from stn.io import load_torch
 from stn.monitor import TrainingMonitor
 from stn.training import (
+    GpuOutOfMemory,
     TrainingStep,
     batch_indices,
     capture_cuda_graph,
@@ -195,3 +196,19 @@ def test_a_nan_inside_a_captured_cuda_graph_is_caught_as_an_eager_one_is():
     assert divergence is not None and divergence.step == 4 and divergence.last_finite_loss == 3.0
     row, again = monitor.read(6, 0.1, {"classifier": 0.1}, 1.0)
     assert again == divergence and math.isnan(row["loss"])
+
+
+@cuda
+def test_a_run_that_does_not_fit_its_gpu_says_which_what_and_the_fix(tmp_path):
+    free, _ = torch.cuda.mem_get_info()
+    ballast = torch.empty(int(free * 0.98), dtype=torch.uint8, device="cuda")  # leave almost nothing
+    try:
+        with pytest.raises(GpuOutOfMemory) as error:
+            train(gpu_config("STN-C1", "R"), tmp_path / "model.pt", progress=False, runs_per_gpu=4)
+    finally:
+        del ballast
+        torch.cuda.empty_cache()
+    message = str(error.value)
+    for part in ("STN-C1 on R seed 0", "batch_size 64", "runs_per_gpu 4", "GiB", "resources.runs_per_gpu"):
+        assert part in message
+    assert not (tmp_path / "model.pt").exists()

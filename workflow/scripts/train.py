@@ -4,14 +4,18 @@ import json
 
 import torch
 
-from stn.io import output_to
-from stn.training import train
+from stn.io import DiskFullError, output_to
+from stn.training import GpuOutOfMemory, TrainingDiverged, train
 
 with output_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
-    stats = train(
-        snakemake.params.run,
-        snakemake.output.model,
-        runs_per_gpu=snakemake.config["resources"]["runs_per_gpu"],
-    )
+    try:
+        stats = train(
+            snakemake.params.run,
+            snakemake.output.model,
+            runs_per_gpu=snakemake.config["resources"]["runs_per_gpu"],
+        )
+    except (GpuOutOfMemory, TrainingDiverged, DiskFullError) as error:  # the message says the fix
+        print(f"error: {error}")
+        raise SystemExit(f"error: {error}") from None
     print(json.dumps(stats, indent=2))
