@@ -13,8 +13,9 @@ update) for every task and network the config trains, at the config's sizes, und
 - ``bf16``, ``channels_last``, ``polyphase``, ``graph`` and their combinations: the
   ``train`` switches ``precision``, ``channels_last`` (with ``cudnn_benchmark``),
   ``polyphase`` (``polyphase_all``: its value ``all``) and ``cuda_graph``. A lever sets every
-  switch (those it does not name are off), whatever the config's ``train`` section says. On a
-  CPU only the levers of ``channels_last`` and ``polyphase`` run (:data:`CUDA_ONLY`).
+  switch (those it does not name are off), whatever the config's ``train`` section says. A
+  CPU runs ``channels_last`` and ``polyphase`` too; it skips the bf16 and graph levers
+  (:data:`CUDA_ONLY`).
 
 Each measurement warms its step up first (the epoch's partial last batch, the eager steps,
 the graph capture); ``--repeats N`` times each lever N times on fresh steps, the levers
