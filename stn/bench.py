@@ -87,6 +87,7 @@ LEVERS: dict[str, dict[str, Any]] = {
     "polyphase": {"polyphase": True},
     "polyphase_all": {"polyphase": "all"},
     "channels_last+polyphase": {"channels_last": True, "cudnn_benchmark": True, "polyphase": True},
+    "channels_last+no_log": {"channels_last": True, "cudnn_benchmark": True, "log_every": 0},
     "bf16+channels_last+polyphase": BF16_CHANNELS_LAST | {"polyphase": True},
     "graph": {"cuda_graph": True},
     "graph+polyphase": {"cuda_graph": True, "polyphase": True},
