@@ -9,6 +9,7 @@ interface; adding a data set is one module that calls :func:`register_dataset`.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,12 +112,16 @@ def register_dataset(name: str) -> Callable[[type], type]:
     return decorator
 
 
-def get_dataset(name: str) -> DataSet:
-    """The registered data set ``name``."""
-    import stn.data.mnist  # each data-set module registers itself
-    import stn.data.plankton
-    import stn.data.svhn  # noqa: F401
+DATASET_MODULES = {"mnist": "stn.data.mnist", "svhn": "stn.data.svhn", "plankton": "stn.data.plankton"}
+"""The module that registers each data set, imported only when its data set is asked for: a job
+of one data set never runs another's code (so the workflow's code inputs of a job are its own
+data set's modules and the shared core, :mod:`stn.code_inputs`)."""
 
+
+def get_dataset(name: str) -> DataSet:
+    """The registered data set ``name`` (its module is imported on first use)."""
+    if name not in DATASETS and name in DATASET_MODULES:
+        importlib.import_module(DATASET_MODULES[name])  # registers itself
     if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}")
+        raise ValueError(f"unknown data set {name!r}; known: {', '.join(sorted(DATASET_MODULES))}")
     return DATASETS[name]

@@ -239,6 +239,17 @@ def test_end_to_end_run_is_incremental(tiny_run):
 
     checkout = (ROOT / "stn" / "networks.py").read_bytes()
     assert copy_plan()[0] == planned_jobs(tmp_path, TINY)  # the same workflow on the same run
+
+    def edit(relative: str) -> None:  # a comment: the checksum changes, nothing else
+        with open(repo / relative, "a") as source:
+            source.write("\n# edited\n")
+
+    edit("stn/data/svhn.py")
+    edit("stn/data/plankton.py")
+    assert copy_plan()[0] == {}  # another data set's code plans no MNIST job
+    edit("stn/paper_results.yaml")
+    jobs, _ = copy_plan()  # the paper's numbers: only what shows them
+    assert jobs == {"table": 2, "depth_figure": 1, "all": 1}
     marker = "stn imported from the copy"
     with open(repo / "stn" / "networks.py", "a") as source:
         source.write(f"\nimport sys  # noqa: E402\n\nprint({marker!r}, file=sys.stderr)\n")

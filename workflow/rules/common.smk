@@ -6,7 +6,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from stn import experiment
+from stn import code_inputs, experiment
 from stn.config import ConfigError, test_set_key
 from stn.data.registry import get_dataset
 from stn.variants import InvalidNetworkName, parse_network_name
@@ -17,17 +17,39 @@ REPO = Path(workflow.main_snakefile).parent
 SOFTWARE = "../../environment.yml"  # used with --sdm conda
 REPORT_MODULES = ("report.py", "rotation_report.py", "training_report.py")
 """The report's code: tables and figures follow its edits, runs do not."""
-LIBRARY = sorted(
-    os.path.relpath(path)
-    for path in (REPO / "stn").rglob("*")
-    if path.suffix in (".py", ".yaml")
-    and path.name not in (*REPORT_MODULES, "front_page.py", "bench.py")
+NOT_JOB_CODE = (
+    *REPORT_MODULES,
+    "front_page.py",
+    "bench.py",
+    "bench_concurrency.py",
+    "fidelity.py",
 )
-DATA_LIBRARY = sorted(
-    os.path.relpath(path)
-    for path in [REPO / "stn" / "geometry.py", *(REPO / "stn" / "data").glob("*.py")]
-)
+"""Modules no training, evaluation or data job runs: the report's and the tools'."""
+
+
+@cache
+def job_code(dataset):
+    """The code inputs of a training or evaluation job of `dataset`: the shared core and its own
+    data set's modules (stn.code_inputs), so an edit of another data set's code plans nothing.
+    """
+    sources = code_inputs.job_sources(REPO / "stn", dataset, NOT_JOB_CODE)
+    return [os.path.relpath(path) for path in sources]
+
+
+@cache
+def data_code(dataset):
+    """The code inputs of a job preparing `dataset` or a test set of its tasks."""
+    return [os.path.relpath(p) for p in code_inputs.data_sources(REPO / "stn", dataset)]
+
+
+def run_code(wildcards):
+    return job_code(task_dataset(wildcards.task))
+
+
 REPORT_LIBRARY = [os.path.relpath(REPO / "stn" / name) for name in REPORT_MODULES]
+PAPER_RESULTS = os.path.relpath(
+    REPO / "stn" / "paper_results.yaml"
+)  # read by tables only
 
 
 wildcard_constraints:

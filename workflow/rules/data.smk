@@ -17,7 +17,7 @@ rule prepare_data:
     the manifest records the sizes and the SHA-256 of every raw file used."""
     input:
         raw=dataset_raw_files,
-        code=DATA_LIBRARY,
+        code=lambda wildcards: data_code(wildcards.dataset),
     output:
         "resources/prepared/{dataset}.json",
     log:
@@ -34,7 +34,7 @@ rule test_set:
     """The fixed test set of a task, generated once with its seed, the same for every network."""
     input:
         data=prepared_data,
-        code=DATA_LIBRARY,
+        code=lambda wildcards: data_code(task_dataset(wildcards.task)),
     output:
         "resources/test_sets/{task}.pt",
     log:

@@ -3,7 +3,7 @@ rule evaluate:
     input:
         model=rules.train.output.model,
         test_set=rules.test_set.output[0],
-        code=LIBRARY,
+        code=run_code,
     output:
         f"{run_dir('{task}', '{network}', '{seed}')}/metrics.json",
     log:
@@ -27,7 +27,7 @@ rule rotation_analysis:
     input:
         model=rules.train.output.model,
         test_set=rules.test_set.output[0],
-        code=LIBRARY,
+        code=run_code,
     output:
         f"{run_dir('{task}', '{network}', '{seed}')}/rotation.json",
     log:

@@ -2,7 +2,7 @@ rule table:
     """Test error per network and task over seeds, beside the paper's, and the stated orderings."""
     input:
         metrics=lambda wildcards: table_metrics(wildcards.table),
-        code=REPORT_LIBRARY,
+        code=[*REPORT_LIBRARY, PAPER_RESULTS],
     output:
         table=report(
             "results/tables/{table}.html",
@@ -45,7 +45,7 @@ rule depth_figure:
     """Test error against the depth of the transformer."""
     input:
         metrics=lambda wildcards: table_metrics(wildcards.table),
-        code=REPORT_LIBRARY,
+        code=[*REPORT_LIBRARY, PAPER_RESULTS],
     output:
         report(
             "results/figures/{table}.png",

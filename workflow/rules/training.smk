@@ -2,7 +2,7 @@ rule train:
     """Train one network on one task with one seed (resumes after an interruption)."""
     input:
         data=prepared_data,
-        code=LIBRARY,
+        code=run_code,
     output:
         model=f"{run_dir('{task}', '{network}', '{seed}')}/model.pt",
         log=f"{run_dir('{task}', '{network}', '{seed}')}/train_log.csv",
