@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import yaml
 from stn.bench import (
     LEVERS,
     SWITCHES_OFF,
+    _rate,
     _warm_up,
     device_operations,
     format_report,
@@ -215,3 +217,23 @@ def test_blocks_times_each_conv_and_pool_pair_both_ways(tmp_path, capsys):
             entry["ms"]["conv then pool"] / entry["ms"]["conv_then_pool"]
         )
     assert "conv_then_pool" in capsys.readouterr().out
+
+
+def test_process_clock_times_the_step_by_cpu_time_and_refuses_a_gpu(tmp_path):
+    def sleep_then_work(i: int) -> None:  # waiting costs no CPU time
+        time.sleep(0.01)
+        sum(range(20_000))
+
+    cpu = torch.device("cpu")
+    wall, process = (
+        _rate(sleep_then_work, 0.2, 0, cpu),
+        _rate(sleep_then_work, 0.05, 0, cpu, time.process_time),
+    )
+    assert process > 2 * wall  # the sleeps count on the wall clock only
+    report = run_benchmark(
+        tiny_experiment(), "cpu", ["fp32", "no_log"], networks=["CNN"], seconds=0.1, clock="process"
+    )
+    assert report["clock"] == "process" and all(report["runs"][0]["steps_per_s"].values())
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CPU time only"):
+            run_benchmark(tiny_experiment(), "cuda", ["fp32"], networks=["CNN"], seconds=0.1, clock="process")
