@@ -26,6 +26,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import FormatStrFormatter
 
 from stn.report import save_figure
 from stn.train_log import read_log
@@ -89,30 +90,37 @@ def _curves(runs: Sequence[TrainedRun], column: str) -> pd.DataFrame | None:
     return pd.DataFrame({"median": table.median(axis=1), "low": table.min(axis=1), "high": table.max(axis=1)})
 
 
+def _draw_curves(axis: plt.Axes, runs: Sequence[TrainedRun], networks: Sequence[str], measure: str) -> None:
+    """One line per network (median over its seeds, their range as a band) of ``measure``; a black
+    cross where a diverged run stopped."""
+    colours = dict(zip(networks, sns.color_palette(n_colors=len(networks)), strict=True))
+    for network in networks:
+        of_network = [run for run in runs if run.network == network]
+        curve = _curves(of_network, measure)
+        if curve is None:
+            continue
+        axis.plot(curve.index, curve["median"], color=colours[network], label=network, linewidth=1.2)
+        axis.fill_between(curve.index, curve["low"], curve["high"], color=colours[network], alpha=0.2)
+        for run in of_network:
+            if run.diverged and len(run.log):
+                axis.scatter(run.log["step"].iloc[-1], run.final(measure), marker="x", color="black")
+
+
 def training_figure(
     runs: Sequence[TrainedRun], networks: Sequence[str], tasks: Sequence[str], stem: Path | str
 ) -> None:
     """Per task (columns): the training loss and the first transformer's displacement from the
     identity against steps, per network the median over seeds with the seeds' range as a band."""
     figure, axes = plt.subplots(2, len(tasks), figsize=(3.6 * len(tasks), 5.6), squeeze=False, sharex="col")
-    colours = dict(zip(networks, sns.color_palette(n_colors=len(networks)), strict=True))
     for column, task in enumerate(tasks):
-        for row, (measure, label) in enumerate((("loss", "training loss"), ("displacement", "‖θ − I‖"))):
-            axis = axes[row, column]
-            for network in networks:
-                curve = _curves([r for r in runs if r.network == network and r.task == task], measure)
-                if curve is None:
-                    continue
-                axis.plot(curve.index, curve["median"], color=colours[network], label=network, linewidth=1.2)
-                axis.fill_between(curve.index, curve["low"], curve["high"], color=colours[network], alpha=0.2)
-            axis.set_yscale(
-                "log" if measure == "loss" else "symlog", **({} if measure == "loss" else {"linthresh": 0.01})
-            )
-            axis.set_ylabel(label)
-            axis.set_title(task if row == 0 else "")
-            if row == 1:
-                axis.set_xlabel("step")
-                axis.axhline(IDENTITY_DISPLACEMENT, color="grey", linestyle=":", linewidth=1)
+        of_task = [run for run in runs if run.task == task]
+        loss, displacement = axes[0, column], axes[1, column]
+        _draw_curves(loss, of_task, networks, "loss")
+        loss.set(yscale="log", ylabel="training loss", title=task)
+        _draw_curves(displacement, of_task, networks, "displacement")
+        displacement.set_yscale("symlog", linthresh=0.01)
+        displacement.set(ylabel="‖θ − I‖ (first transformer)", xlabel="step")
+        displacement.axhline(IDENTITY_DISPLACEMENT, color="grey", linestyle=":", linewidth=1)
     axes[0, -1].legend(fontsize=7)
     figure.tight_layout()
     save_figure(figure, stem)
@@ -208,6 +216,8 @@ def stability_figure(
                     )
         axis.set_xticks(range(len(learned)), learned, rotation=45, ha="right", fontsize=7)
         axis.set_yscale("log")
+        for ticks in (axis.yaxis.set_major_formatter, axis.yaxis.set_minor_formatter):
+            ticks(FormatStrFormatter("%g"))
         axis.set_title(task)
         axis.set_ylabel("final training loss")
     handles = [
