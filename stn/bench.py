@@ -173,9 +173,12 @@ def training_step(config: dict[str, Any], lever: str, images: Tensor, labels: Te
     model = network_from_config(config).to(images.device).train()
     optimizer = make_optimizer(model, config["train"])
     step_class = HostBoundStep if lever == "today" else TrainingStep
-    return step_class(
+    step = step_class(
         model, optimizer, images, labels, task_spec(config), config["train"], config["seed"], 10**9
     )
+    if step.monitor is not None:  # as in a run, where an interval's last step alone needs them
+        step.monitor.gradients_due = False
+    return step
 
 
 def step_flops(step: TrainingStep) -> int:

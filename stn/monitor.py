@@ -15,6 +15,8 @@ holds, over the interval's images:
   a larger region, zooming out), and its standard deviation;
 - ``shift_std``: the spread of θ's translation, √(var tx + var ty), in normalised coordinates.
 
+The gradient norms are those of the interval's last step (:meth:`TrainingMonitor.observe_gradients`).
+
 The spreads tell a transformer that aligns each image from one that applies one warp to all.
 """
 
@@ -56,19 +58,22 @@ class Divergence:
     last_finite_loss: float | None
 
 
+WARP_SUMS = ("count", "displacement", "abs_angle", "angle", "log2_scale", "tx", "ty")
+"""What a transformer's sums hold, then the sums of the squares of the last four."""
+
+
 def _warp_sums(theta: Tensor) -> Tensor:
-    """Per-batch sums of a warp's statistics: count, displacement, |angle|, angle, angle²,
-    log2 scale and its square, tx, tx², ty, ty²."""
+    """Per-batch sums of a warp's statistics (:data:`WARP_SUMS`, then the squares of angle,
+    log2 scale, tx and ty), in few operations: every step pays them."""
     theta = theta.detach().float().reshape(-1, 2, 3)
     identity = torch.eye(2, 3, device=theta.device)  # a fill, not a copy: capturable
     displacement = torch.linalg.vector_norm((theta - identity).flatten(1), dim=1)
     angle = rotation_angle(theta)
-    determinant = theta[:, 0, 0] * theta[:, 1, 1] - theta[:, 0, 1] * theta[:, 1, 0]
+    determinant = theta[:, 0, 0] * theta[:, 1, 1] - theta[:, 0, 1] * theta[:, 1, 0]  # no solver: capturable
     log2_scale = 0.5 * torch.log2(determinant.abs())
-    tx, ty = theta[:, 0, 2], theta[:, 1, 2]
-    columns = [torch.ones_like(angle), displacement, angle.abs(), angle, angle.square()]
-    columns += [log2_scale, log2_scale.square(), tx, tx.square(), ty, ty.square()]
-    return torch.stack(columns, dim=1).sum(0).double()
+    values = torch.stack([torch.ones_like(angle), displacement, angle.abs(), angle, log2_scale], dim=1)
+    values = torch.cat([values, theta[:, :, 2]], dim=1)
+    return torch.cat([values, values[:, 3:].square()], dim=1).sum(0).double()
 
 
 def _spread(sum_: float, squares: float, count: float) -> float:
@@ -76,7 +81,7 @@ def _spread(sum_: float, squares: float, count: float) -> float:
 
 
 def _warp_row(label: str, sums: list[float]) -> dict[str, float]:
-    count, displacement, abs_angle, angle, angle2, scale, scale2, tx, tx2, ty, ty2 = sums
+    count, displacement, abs_angle, angle, scale, tx, ty, angle2, scale2, tx2, ty2 = sums
     count = max(count, 1.0)  # an empty interval reads as zeros
     shift = math.sqrt(_spread(tx, tx2, count) ** 2 + _spread(ty, ty2, count) ** 2)
     values = (
@@ -113,6 +118,8 @@ class TrainingMonitor:
         # the step counter, the first non-finite step (-1: none) and the last finite loss
         self.guard = torch.tensor([0.0, -1.0, math.nan], dtype=torch.float64, device=device)
         self.classes = self.positions = 0
+        self.gradients_due = True
+        """Whether the next eager step's gradient norms are needed (set per step by the trainer)."""
 
     def start(self, step: int) -> None:
         """Count steps from ``step`` (where a run starts or resumes)."""
@@ -122,9 +129,10 @@ class TrainingMonitor:
         """Add a step's loss, errors and warps (device operations only: capturable)."""
         self.classes, self.positions = logits.shape[-1], labels[0].numel()
         loss = loss.detach().double()
-        finite = torch.isfinite(loss)
-        for theta in thetas.values():  # a NaN warp samples padding: the loss alone may stay finite
-            finite = finite & torch.isfinite(theta.detach().sum())
+        checked = loss  # a NaN warp samples padding: the loss alone may stay finite
+        for theta in thetas.values():
+            checked = checked + theta.detach().sum()
+        finite = torch.isfinite(checked)
         wrong = (logits.detach().argmax(-1) != labels).reshape(len(labels), -1).any(dim=1).sum()
         step, first_bad, last_finite = self.guard.unbind()
         update = torch.stack(
@@ -135,10 +143,8 @@ class TrainingMonitor:
             ]
         )
         self.guard.copy_(update)
-        counts = torch.stack([torch.ones_like(loss), torch.full_like(loss, len(labels)), loss])
-        self.sums[:3].add_(counts)
-        self.sums[3].add_(wrong.double())
-        self.sums[4].add_((~finite).double())
+        steps, images = torch.ones_like(loss), torch.full_like(loss, len(labels))
+        self.sums[:5].add_(torch.stack([steps, images, loss, wrong.double(), (~finite).double()]))
         for label, theta in thetas.items():
             if label == "input" and len(thetas) > 1:
                 continue  # the composition of the input transformers, logged one by one
@@ -148,10 +154,11 @@ class TrainingMonitor:
             self.warps[label].add_(sums)
 
     def observe_gradients(self) -> None:
-        """Add the gradient norms of the localisation and classifier parameters (after backward)."""
-        if self.localisation:
-            self.sums[5].add_(_gradient_norm(self.localisation))
-        self.sums[6].add_(_gradient_norm(self.classifier))
+        """Keep the gradient norms of the localisation and classifier parameters (after backward):
+        a row holds those of its interval's last step, the only one that needs them eagerly
+        (:attr:`gradients_due`); a captured CUDA graph computes them every step, to the same values."""
+        norms = [_gradient_norm(self.localisation)] if self.localisation else [self.sums[5]]
+        self.sums[5:].copy_(torch.stack([*norms, _gradient_norm(self.classifier)]))
 
     def read(
         self, step: int, epoch: float, lrs: dict[str, float], seconds: float
@@ -167,8 +174,8 @@ class TrainingMonitor:
         for label, sums in warps.items():
             row |= _warp_row(label, sums)
         if self.localisation:
-            row["grad_norm_localisation"] = run["grad_localisation"] / count
-        row["grad_norm_classifier"] = run["grad_classifier"] / count
+            row["grad_norm_localisation"] = run["grad_localisation"]
+        row["grad_norm_classifier"] = run["grad_classifier"]
         row["images_per_second"] = run["images"] / max(seconds, 1e-9)
         self.reset()
         divergence = self.nonfinite()

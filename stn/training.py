@@ -211,7 +211,7 @@ class TrainingStep:
 
     def _backward(self, loss: Tensor) -> None:
         loss.backward()
-        if self.monitor is not None:
+        if self.monitor is not None and (self.monitor.gradients_due or self.use_graph):
             self.monitor.observe_gradients()
         if self.train["grad_clip"]:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train["grad_clip"])
@@ -384,8 +384,10 @@ def _run_steps(run: _Resumable, progress: bool) -> tuple[Tensor, Divergence | No
     )
     loss, divergence = torch.zeros(()), None
     for step in bar:
-        loss = run.step(step)
         done = step + 1
+        if monitor is not None:
+            monitor.gradients_due = done % every == 0 or done == run.steps
+        loss = run.step(step)
         if monitor is not None and (done % every == 0 or done == run.steps):
             divergence = run.log_row(done, time.perf_counter() - last_row)
             last_row = time.perf_counter()
