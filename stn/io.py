@@ -210,9 +210,11 @@ def save_json(obj: Any, path: Path | str) -> None:
 
 @contextmanager
 def output_to(log: Path | str) -> Iterator[None]:
-    """Send stdout and stderr (progress bars included) to ``log`` within the block."""
+    """Append stdout and stderr (progress bars included) to ``log`` within the block: a second
+    copy of a job (resubmitted while the first still runs) adds to the first's log, never
+    truncating what it wrote."""
     import contextlib
 
     Path(log).parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
+    with open(log, "a") as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
         yield

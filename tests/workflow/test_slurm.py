@@ -120,7 +120,6 @@ def test_paper_dry_run_asks_one_gpu_per_training_job(tmp_path):
 FAULT_STEPS, FAULT_EVERY = 800, 20
 SLURM_FAULT = copy.deepcopy(FAULT_CONFIG)
 SLURM_FAULT["train"] |= {"iterations": FAULT_STEPS, "checkpoint_every": FAULT_EVERY}
-SCANCEL_SEEN = ("--slurm-status-command", "squeue")
 MODEL, TRAIN_LOG, RUN_LOG = RUN / "model.pt", RUN / "train_log.csv", Path("logs/train/R/CNN/seed0.log")
 
 
@@ -206,9 +205,9 @@ def test_a_cancelled_training_job_is_resubmitted_and_resumes_from_its_saved_stat
     failed node would end it): the profile's ``retries: 1`` submits it again, and it goes on from the
     state it found, to the local run's results."""
     directory = cluster_dir(tmp_path, fault_local_run)
-    # the plugin's default status command, sacct, says `CANCELLED by <uid>` after a scancel, which
-    # plugin 2.8.0 takes for a running job: Snakemake would wait for it for ever (squeue says CANCELLED)
-    process = start_snakemake(directory, cluster_env(slurm), "snakemake.log", *SCANCEL_SEEN)
+    # profiles/slurm asks squeue for job states: sacct's `CANCELLED by <uid>` after a scancel is
+    # taken for a running job by plugin 2.8.0, and Snakemake would wait for it for ever
+    process = start_snakemake(directory, cluster_env(slurm), "snakemake.log")
     try:
         wait("saved state", lambda: saved_step(directory), process)
         cancelled = wait("running training job", lambda: running_train_job(slurm), process)
