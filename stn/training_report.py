@@ -109,18 +109,24 @@ def _draw_curves(axis: plt.Axes, runs: Sequence[TrainedRun], networks: Sequence[
 def training_figure(
     runs: Sequence[TrainedRun], networks: Sequence[str], tasks: Sequence[str], stem: Path | str
 ) -> None:
-    """Per task (columns): the training loss and the first transformer's displacement from the
-    identity against steps, per network the median over seeds with the seeds' range as a band."""
-    figure, axes = plt.subplots(2, len(tasks), figsize=(3.6 * len(tasks), 5.6), squeeze=False, sharex="col")
+    """Per task (columns): the training loss, the first transformer's displacement from the
+    identity and the spread of its angle over the images against steps, per network the median
+    over seeds with the seeds' range as a band. A transformer that moved but whose angle spread
+    stays near 0 applies one warp to every image."""
+    figure, axes = plt.subplots(3, len(tasks), figsize=(3.6 * len(tasks), 7.6), squeeze=False, sharex="col")
     for column, task in enumerate(tasks):
         of_task = [run for run in runs if run.task == task]
-        loss, displacement = axes[0, column], axes[1, column]
+        loss, displacement, spread = axes[:, column]
         _draw_curves(loss, of_task, networks, "loss")
         loss.set(yscale="log", ylabel="training loss", title=task)
         _draw_curves(displacement, of_task, networks, "displacement")
         displacement.set_yscale("symlog", linthresh=0.01)
-        displacement.set(ylabel="‖θ − I‖ (first transformer)", xlabel="step")
+        displacement.set(ylabel="‖θ − I‖ (first transformer)")
         displacement.axhline(IDENTITY_DISPLACEMENT, color="grey", linestyle=":", linewidth=1)
+        _draw_curves(spread, of_task, networks, "angle_std")
+        spread.set_yscale("symlog", linthresh=1.0)
+        spread.set(ylabel="angle spread over images (°)", xlabel="step")
+        spread.axhline(COLLAPSED_SPREADS["angle_std"], color="grey", linestyle=":", linewidth=1)
     axes[0, -1].legend(fontsize=7)
     figure.tight_layout()
     save_figure(figure, stem)
