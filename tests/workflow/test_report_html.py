@@ -148,7 +148,7 @@ def front_page_lines(run: Path) -> list[str]:
     each raw data file with its SHA-256, or the data set's name where its data came with a
     package; and per task the runs and their summed training time."""
     config = run / "config.yaml"
-    lines = [f"{config} {sha256sum(config)}"]
+    lines = [f"{config.relative_to(run)} {sha256sum(config)}"]  # as the workflow names it: relative
     training = defaultdict(lambda: [0, 0.0])
     for path in sorted(run.glob("results/runs/*/*/*/metrics.json")):
         metrics = json.loads(path.read_text())
