@@ -146,8 +146,8 @@ class TrainingMonitor:
         steps, images = torch.ones_like(loss), torch.full_like(loss, len(labels))
         self.sums[:5].add_(torch.stack([steps, images, loss, wrong.double(), (~finite).double()]))
         for label, theta in thetas.items():
-            if label == "input" and len(thetas) > 1:
-                continue  # the composition of the input transformers, logged one by one
+            if label == "input":
+                continue  # the composition of the input transformers, each logged by its own label
             sums = _warp_sums(theta)
             if label not in self.warps:
                 self.warps[label] = torch.zeros_like(sums)
