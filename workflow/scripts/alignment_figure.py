@@ -7,7 +7,7 @@ import torch
 from stn.config import load_splits
 from stn.evaluation import diverged
 from stn.io import output_to
-from stn.report import alignment_figure
+from stn.report.views import alignment_figure
 from stn.training import load_checkpoint
 
 with output_to(snakemake.log[0]):

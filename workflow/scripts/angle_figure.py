@@ -5,7 +5,7 @@ from pathlib import Path
 from stn.evaluation import diverged, load_test_set
 from stn.invariance import predicted_angles
 from stn.io import output_to
-from stn.report import angle_figure
+from stn.report.views import angle_figure
 from stn.training import load_checkpoint
 
 with output_to(snakemake.log[0]):

@@ -3,7 +3,8 @@
 from pathlib import Path
 
 from stn.io import output_to
-from stn.report import depth_figure, load_metrics
+from stn.report.figures import depth_figure
+from stn.report.tables import load_metrics
 
 with output_to(snakemake.log[0]):
     metrics = load_metrics(snakemake.input.metrics)

@@ -7,7 +7,7 @@ import torch
 from stn.config import load_splits
 from stn.invariance import realign_feature_maps, transformation
 from stn.io import output_to
-from stn.report import proof_figure
+from stn.report.views import proof_figure
 from stn.training import load_checkpoint
 
 with output_to(snakemake.log[0]):

@@ -5,8 +5,8 @@ from functools import partial
 from pathlib import Path
 
 from stn.io import output_to
-from stn.report import write_table
-from stn.rotation_report import format_rotation_table, rotation_figure, rotation_table
+from stn.report.rotation import format_rotation_table, rotation_figure, rotation_table
+from stn.report.writers import write_table
 
 with output_to(snakemake.log[0]):
     analyses = [json.loads(Path(path).read_text()) for path in snakemake.input.analyses]

@@ -3,9 +3,9 @@
 from functools import partial
 from pathlib import Path
 
-from stn import training_report as training
 from stn.io import output_to
-from stn.report import write_table
+from stn.report import training
+from stn.report.writers import write_table
 
 with output_to(snakemake.log[0]):
     tasks, networks = snakemake.params.tasks, snakemake.params.networks

@@ -4,15 +4,9 @@ from functools import partial
 from pathlib import Path
 
 from stn.io import output_to
-from stn.report import (
-    contrast_table,
-    error_figure,
-    format_contrasts,
-    format_table,
-    load_metrics,
-    summary_table,
-    write_table,
-)
+from stn.report.figures import error_figure
+from stn.report.tables import contrast_table, format_contrasts, format_table, load_metrics, summary_table
+from stn.report.writers import write_table
 
 with output_to(snakemake.log[0]):
     tasks, networks = snakemake.params.tasks, snakemake.params.networks

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from stn.io import output_to
-from stn.training_report import load_runs, training_figure
+from stn.report.training import load_runs, training_figure
 
 with output_to(snakemake.log[0]):
     runs = load_runs(snakemake.input.metrics, snakemake.input.logs)

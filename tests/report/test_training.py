@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from stn.report import contrast_table, format_contrasts, format_table, load_metrics, summary_table
-from stn.training_report import (
+from stn.report.tables import contrast_table, format_contrasts, format_table, load_metrics, summary_table
+from stn.report.training import (
     IDENTITY_DISPLACEMENT,
     TrainedRun,
     classify,

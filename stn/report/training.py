@@ -28,7 +28,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import FormatStrFormatter
 
-from stn.report import save_figure
+from stn.report.figures import save_figure
 from stn.train_log import read_log
 from stn.variants import parse_network_name
 

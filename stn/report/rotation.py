@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from stn.report import depth_and_kind, interval_cell, save_figure
+from stn.report.figures import depth_and_kind, save_figure
+from stn.report.tables import interval_cell
 from stn.statistics import t_interval
 
 
