@@ -1,4 +1,8 @@
-"""Concurrent training runs on one GPU: ``python -m stn bench --pack K --mps`` and ``--streams K``.
+"""Concurrent training runs on one device: ``--pack K`` (with ``--mps``) and ``--streams K`` of
+``python -m stn bench``.
+
+:func:`packed_rates` times K training processes sharing the device (the packing that
+:mod:`stn.bench.throughput` measures, and the MPS measurement here).
 
 A small step (R's, about 1 ms for a few GFLOP) leaves most of the GPU idle, and separate
 processes without CUDA MPS are time-sliced: their kernels never overlap. Two ways to overlap
@@ -18,6 +22,7 @@ measurement says why and is skipped.
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -28,6 +33,8 @@ from typing import Any
 
 import torch
 
+from stn.bench.levers import random_data, training_step
+from stn.bench.timing import calls_per_second, warm_up
 from stn.experiment import run_config
 
 
@@ -63,18 +70,42 @@ def mps_daemon() -> Iterator[Path]:
                     os.environ[name] = value
 
 
+def _pack_worker(config: dict, lever: str, device: str, seconds: float, barrier, results, slot: int) -> None:
+    """One of ``--pack`` processes: build a step, wait for the others, time it."""
+    dev = torch.device(device)
+    images, labels = random_data(config, dev)
+    step = training_step(config, lever, images, labels)
+    warm_up(step, dev)
+    barrier.wait()
+    results.put((slot, calls_per_second(step, seconds, 0, dev)))
+
+
+def packed_rates(configs: Sequence[dict], lever: str, device: str, seconds: float) -> list[float]:
+    """Steps/s of each config's step while all of them train at once, one process each."""
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(len(configs)), context.Queue()
+    workers = [
+        context.Process(target=_pack_worker, args=(config, lever, device, seconds, barrier, results, slot))
+        for slot, config in enumerate(configs)
+    ]
+    for worker in workers:
+        worker.start()
+    rates = dict(results.get(timeout=600) for _ in workers)
+    for worker in workers:
+        worker.join()
+    return [rates[slot] for slot in range(len(configs))]
+
+
 def stream_rates(
     configs: Sequence[dict[str, Any]], lever: str, device: torch.device, seconds: float
 ) -> list[float]:
     """Steps/s of each config's step while all of them train in this process, each on its own
     CUDA stream (every run takes one step per round)."""
-    from stn.bench import _rate, _warm_up, random_data, training_step
-
     steps = []
     for config in configs:
         images, labels = random_data(config, device)
         steps.append(training_step(config, lever, images, labels))
-        _warm_up(steps[-1], device)
+        warm_up(steps[-1], device)
     streams = [torch.cuda.Stream(device) for _ in steps]
 
     def one_round(number: int) -> None:
@@ -82,7 +113,7 @@ def stream_rates(
             with torch.cuda.stream(stream):
                 step(number)
 
-    return [_rate(one_round, seconds, 1, device)] * len(steps)
+    return [calls_per_second(one_round, seconds, 1, device)] * len(steps)
 
 
 def _counts(most: int) -> list[int]:
@@ -120,8 +151,6 @@ def measure_concurrency(
     """The MPS (``mps`` runs at most) and streams (``streams`` at most) measurements of the
     selected (task, network) runs under ``lever``, per task; MPS first, before this process
     holds a CUDA context of its own."""
-    from stn.bench import packed_rates
-
     report: dict[str, Any] = {"lever": lever, "mps": {}, "streams": {}}
     tasks = dict.fromkeys(task for task, _ in pairs)
     configs = {

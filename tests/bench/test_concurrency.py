@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from stn import bench_concurrency
-from stn.bench import main
-from stn.bench_concurrency import Unavailable, _counts, _speedups, mps_daemon
+from stn.bench import concurrency
+from stn.bench.cli import main
+from stn.bench.concurrency import Unavailable, _counts, _speedups, mps_daemon
 
 
 def test_counts_double_up_to_the_most():
@@ -30,7 +30,7 @@ def test_runs_that_take_turns_gain_nothing_and_runs_that_overlap_gain_their_numb
 
 
 def test_without_the_mps_binary_the_daemon_is_unavailable(monkeypatch):
-    monkeypatch.setattr(bench_concurrency.shutil, "which", lambda name: None)
+    monkeypatch.setattr(concurrency.shutil, "which", lambda name: None)
     with pytest.raises(Unavailable, match="nvidia-cuda-mps-control is not installed"), mps_daemon():
         pass
 
@@ -43,8 +43,3 @@ def test_without_cuda_both_measurements_say_so_and_skip(tmp_path, capsys):
     assert report["mps"] == {"skipped": "--mps needs CUDA (device cpu): skipped"}
     assert report["streams"] == {"skipped": "--streams needs CUDA (device cpu): skipped"}
     assert "streams: --streams needs CUDA" in capsys.readouterr().out
-
-
-def test_mps_needs_several_runs():
-    with pytest.raises(SystemExit):
-        main(["--config", "config/paper.yaml", "--device", "cpu", "--mps"])
