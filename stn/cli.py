@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from stn.backbones import BACKBONES, build_backbone
+from stn.backbones import build_backbone, list_backbones
 from stn.config import ConfigError, load_yaml, resolve_run_config
 from stn.variants import GRAMMAR, PAPER_NETWORKS, example_names
 
@@ -44,7 +44,7 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
 
 @command
 def cmd_variants(args: argparse.Namespace) -> int:
-    backbones = [args.backbone] if args.backbone else sorted(BACKBONES)
+    backbones = [args.backbone] if args.backbone else list_backbones()
     print(f"Grammar: {GRAMMAR}\n(see `python -c 'import stn.variants; help(stn.variants)'`)\n")
     print("Networks of the paper:", ", ".join(PAPER_NETWORKS), "\n")
     for name in backbones:
@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     variants = sub.add_parser("variants", help="list the network names and their grammar")
-    variants.add_argument("--backbone", choices=sorted(BACKBONES))
+    variants.add_argument("--backbone", choices=list_backbones())
 
     def with_config(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", type=Path, help="run config YAML (see stn/schemas/run.schema.yaml)")

@@ -1,17 +1,20 @@
 """The source files a workflow job's results depend on: its code inputs.
 
-A job of a task runs the package's core and its own data set's code, never another data set's:
-:func:`stn.data.registry.get_dataset` imports a data set's module only when that data set is
-asked for. So a job's code inputs are
+A job of a run executes the package's core, its own data set's package and its own backbone's
+module, never another data set's or backbone's: :func:`stn.data.get_dataset` and
+:func:`stn.backbones.build_backbone` import those only when their name is asked for. So a job's
+code inputs are
 
-- the *core*: every top-level module of the package (``stn/*.py``), the data registry, the
-  schemas, and whatever they import at module level;
-- its data set's module (:data:`stn.data.registry.DATASET_MODULES`) and what that imports;
+- the *core*: every top-level module of the package (``stn/*.py``), the schemas, and whatever
+  they import at module level (the data sets' and backbones' shared base modules among them);
+- its data set's package (:data:`stn.data.DATASET_PACKAGES`) with its ``schema.yaml`` and what
+  it imports, and its backbone's module (:data:`stn.backbones.BACKBONE_MODULES`);
 
-less the modules named in ``exclude`` (the report's, which only the tables and figures read, and
-the tools'). Editing SVHN's code then plans no MNIST job, and editing a shared module (e.g.
-``stn/geometry.py``) plans them all. Imports are read with :mod:`ast`, at module level only:
-imports inside functions are how the package defers what a job may not need.
+less the paths named in ``exclude`` (the report's package, which only the tables and figures
+read, and the tools'). Editing SVHN's package or the Plankton backbone then plans no MNIST job,
+and editing a shared module (e.g. ``stn/geometry.py``) plans them all. Imports are read with
+:mod:`ast`, at module level only: imports inside functions are how the package defers what a job
+may not need.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
-from stn.data.registry import DATASET_MODULES
+from stn.backbones import BACKBONE_MODULES
+from stn.data import DATASET_PACKAGES
 
 PACKAGE = "stn"
 
@@ -72,20 +76,28 @@ def import_closure(paths: Iterable[Path], root: Path) -> set[Path]:
     return seen
 
 
-def job_sources(root: Path, dataset: str, exclude: Iterable[str] = ()) -> list[Path]:
-    """The code inputs of a training or evaluation job of ``dataset`` (see the module docstring);
-    ``exclude``: file names that are never inputs."""
-    excluded = set(exclude)
-    core = [p for p in root.glob("*.py") if p.name not in excluded]
-    core.append(root / "data" / "registry.py")
-    dataset_module = module_path(root, DATASET_MODULES[dataset])
-    sources = import_closure([*core, dataset_module], root)
-    sources |= set((root / "schemas").glob("*.yaml"))
-    return sorted(p for p in sources if p.name not in excluded)
+def _excluded(path: Path, root: Path, exclude: Iterable[str]) -> bool:
+    """Whether ``path`` is one of ``exclude`` (file or folder paths relative to ``root``) or in one."""
+    relative = path.relative_to(root).as_posix()
+    return any(relative == name or relative.startswith(f"{name.rstrip('/')}/") for name in exclude)
+
+
+def dataset_sources(root: Path, dataset: str) -> list[Path]:
+    """A data set's package: its modules (with what they import) and its schema."""
+    package = module_path(root, DATASET_PACKAGES[dataset])
+    return [*import_closure([package], root), *package.parent.glob("*.yaml")]
+
+
+def job_sources(root: Path, dataset: str, backbone: str, exclude: Iterable[str] = ()) -> list[Path]:
+    """The code inputs of a training or evaluation job of a run of ``dataset`` on ``backbone``
+    (see the module docstring); ``exclude``: paths relative to ``root`` that are never inputs."""
+    core = [p for p in root.glob("*.py") if not _excluded(p, root, exclude)]
+    sources = import_closure([*core, module_path(root, BACKBONE_MODULES[backbone])], root)
+    sources |= {*dataset_sources(root, dataset), *(root / "schemas").glob("*.yaml")}
+    return sorted(p for p in sources if not _excluded(p, root, exclude))
 
 
 def data_sources(root: Path, dataset: str) -> list[Path]:
     """The code inputs of a job that prepares ``dataset`` or a test set of its tasks: its data set
-    module with what it imports, and the warps (:mod:`stn.geometry`) that render its tasks."""
-    dataset_module = module_path(root, DATASET_MODULES[dataset])
-    return sorted(import_closure([dataset_module, root / "geometry.py"], root))
+    package (:func:`dataset_sources`) and the warps (:mod:`stn.geometry`) that render its tasks."""
+    return sorted({*dataset_sources(root, dataset), *import_closure([root / "geometry.py"], root)})

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from stn.config import load_splits, resolve_run_config, task_spec, test_set_key
+from stn.config import load_splits, load_yaml, resolve_test_set_config, task_spec, test_set_key
 from stn.devices import resolve_device
 from stn.invariance import full_turn, predicted_angles, rotation_responses, rotation_undone
 from stn.io import load_torch_verified, save_json, save_torch_verified
@@ -20,12 +20,16 @@ from stn.training import load_checkpoint
 
 
 def prepare_test_set(config: dict[str, Any] | Path | str, out: Path | str) -> Path:
-    """Generate the task's fixed test set once (seeded by ``task.test_seed``) and save it, with
-    its SHA-256 in ``<out>.sha256`` (see :func:`stn.io.save_torch_verified`)."""
-    config = resolve_run_config(config)
+    """Generate a task's fixed test set once and save it, with its SHA-256 in ``<out>.sha256``
+    (see :func:`stn.io.save_torch_verified`). ``config``: a run config, or its ``data`` and
+    ``task`` sections (:func:`stn.config.resolve_test_set_config`); a task that draws its test
+    set is seeded by ``task.test_seed``."""
+    if not isinstance(config, dict):
+        config = load_yaml(config)
+    config = resolve_test_set_config(config)
     splits = load_splits(config)
     images, labels, params = task_spec(config).test_set(
-        splits.test_images, splits.test_labels, config["task"]["test_seed"]
+        splits.test_images, splits.test_labels, config["task"].get("test_seed", 0)
     )
     save_torch_verified({"images": images, "labels": labels, "params": params, **test_set_key(config)}, out)
     return Path(out)
@@ -117,7 +121,7 @@ def evaluate(
     error = error_rate(model, test["images"], test["labels"], batch_size, dev, poses)
     seconds = time.perf_counter() - began
     undone = spread = None
-    if config["task"]["rotation"] and model.spec.transformers:
+    if task_spec(config).rotation and model.spec.transformers:
         probe = slice(0, ROTATION_PROBE_IMAGES)
         images = test["images"][probe].to(dev).float() / 255.0
         undone = rotation_undone(model, images, poses=None if poses is None else poses[probe])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from stn.config import ConfigError, resolve_run_config
+from stn.config import ConfigError, resolve_data_section, resolve_run_config, resolve_task_section
 
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -36,6 +36,29 @@ def task_dataset(experiment: dict[str, Any], task: str) -> str:
     return dataset
 
 
+def dataset_section(experiment: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """The resolved ``data`` section of a data set of the experiment (its schema's defaults filled)."""
+    section = {"dataset": dataset, "root": data_root(experiment, dataset), **experiment["datasets"][dataset]}
+    return resolve_data_section(section, where=f"config (datasets.{dataset})")
+
+
+def task_section(experiment: dict[str, Any], task: str) -> dict[str, Any]:
+    """A task's ``task`` section as the experiment gives it (less its data set and training)."""
+    given = {k: v for k, v in experiment["tasks"][task].items() if k not in ("dataset", "train")}
+    return {"name": task, **given}
+
+
+def test_set_config(experiment: dict[str, Any], task: str) -> dict[str, Any]:
+    """What a task's test set is made from: its data set's resolved ``data`` section and its
+    resolved ``task`` section (:func:`stn.evaluation.prepare_test_set`); no network is built."""
+    dataset = task_dataset(experiment, task)
+    where = f"config (tasks.{task})"
+    return {
+        "data": dataset_section(experiment, dataset),
+        "task": resolve_task_section(dataset, task_section(experiment, task), where),
+    }
+
+
 def table_networks(experiment: dict[str, Any], table: str) -> list[str]:
     """The rows of a table: its own ``networks``, else the config's."""
     return experiment["report"]["tables"][table].get("networks", experiment["networks"])
@@ -54,7 +77,6 @@ def run_config(experiment: dict[str, Any], task: str, network: str, seed: int | 
     """The resolved run config (``stn/schemas/run.schema.yaml``) of one run of the experiment."""
     dataset = task_dataset(experiment, task)
     backbone = experiment.get("backbones", {}).get(dataset, {"name": dataset, "args": {}})
-    task_section = {k: v for k, v in experiment["tasks"][task].items() if k not in ("dataset", "train")}
     run = {
         "seed": int(seed),
         "device": experiment.get("device", "auto"),
@@ -63,7 +85,7 @@ def run_config(experiment: dict[str, Any], task: str, network: str, seed: int | 
             "root": data_root(experiment, dataset),
             **experiment["datasets"][dataset],
         },
-        "task": {"name": task, **task_section},
+        "task": task_section(experiment, task),
         "model": {
             "network": network,
             "backbone": backbone["name"],

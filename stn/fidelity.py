@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="the CPU, embedded digits, a few steps")
     args = parser.parse_args(argv)
     from stn.evaluation import prepare_test_set
-    from stn.report import paper_results
+    from stn.report.tables import paper_results
 
     began = time.monotonic()
     experiment = load_yaml(args.config)

@@ -9,7 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from stn.backbones import Backbone, LocHeadSpec, build_backbone, conv_stage, mlp
+from stn.backbones import build_backbone
+from stn.backbones.blocks import Backbone, LocHeadSpec, conv_stage, mlp
 from stn.geometry import compose, in_frame, warp
 from stn.variants import NetworkSpec, TransformerSpec, parse_network_name
 

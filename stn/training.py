@@ -16,9 +16,9 @@ from torch import Tensor
 from tqdm import tqdm
 
 from stn import provenance
-from stn.backbones import ConvBlock
+from stn.backbones.blocks import ConvBlock
 from stn.config import backbone_args, load_splits, resolve_run_config, task_spec
-from stn.data.registry import Task
+from stn.data.base import Task
 from stn.devices import resolve_device
 from stn.io import DamagedFileError, digest_path, load_torch_verified, save_torch_verified
 from stn.monitor import Divergence, TrainingMonitor, log_interval
@@ -129,7 +129,7 @@ class TrainingStep:
 
     The run config's ``train`` section picks how a step runs: ``channels_last`` (NHWC network
     and inputs) and ``polyphase`` (convs of few input channels and their max-pool as one
-    polyphase conv, :class:`stn.backbones.ConvBlock`) on any device; on CUDA only,
+    polyphase conv, :class:`stn.backbones.blocks.ConvBlock`) on any device; on CUDA only,
     ``precision`` bf16 (autocast), ``cudnn_benchmark`` and ``cuda_graph``: after
     ``GRAPH_WARMUP`` eager steps, every full batch's step (rendering, forward, backward,
     update) is one captured CUDA graph replayed on fresh inputs; only the indices and the
@@ -421,6 +421,9 @@ def train(
     """Train the run described by ``config`` and write its final checkpoint and training log
     (``train_log.csv`` beside it, :mod:`stn.train_log`).
 
+    ``config``: a resolved run config (:func:`stn.config.resolve_run_config`, as the CLI and
+    :func:`stn.experiment.run_config` give it), used as it is; or a run config's YAML file.
+
     ``runs_per_gpu``: on a machine with several GPUs and no scheduler, how many runs share
     each one (:func:`stn.devices.resolve_device`).
 
@@ -433,7 +436,8 @@ def train(
     """
     from stn.run_lock import finished_stats, hold_run
 
-    config = resolve_run_config(config)
+    if not isinstance(config, dict):
+        config = resolve_run_config(config)
     checkpoint = Path(checkpoint)
     with hold_run(checkpoint):  # a second trainer of the run waits here, then finds it finished
         finished = finished_stats(checkpoint, config)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stn.data.mnist import Digits, load_digits
+from stn.config import resolve_run_config
+from stn.data.base import Splits
+from stn.data.mnist import load_digits
 from tests.slurm_cluster import LocalSlurm
 
 TINY_BACKBONE = {"channels": [6, 8], "loc_channels": 4, "loc_hidden": 8}
@@ -20,18 +22,18 @@ TINY_DEEP_TRAIN = {
 
 
 @pytest.fixture(scope="session")
-def digits() -> Digits:
+def digits() -> Splits:
     return load_digits("embedded")
 
 
 @pytest.fixture()
-def images(digits: Digits) -> torch.Tensor:
+def images(digits: Splits) -> torch.Tensor:
     """32 test digits as float (B, 1, 28, 28) in [0, 1]."""
     return digits.test_images[:32, None].float() / 255.0
 
 
 def tiny_config(**overrides) -> dict:
-    """A run config that trains in about a second on a CPU."""
+    """A resolved run config that trains in about a second on a CPU."""
     config = {
         "seed": 0,
         "device": "cpu",
@@ -45,7 +47,7 @@ def tiny_config(**overrides) -> dict:
             config.setdefault(section, {})[leaf] = value
         else:
             config[section] = value
-    return config
+    return resolve_run_config(config)
 
 
 @pytest.fixture(scope="session")

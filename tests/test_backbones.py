@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from stn.backbones import ConvBlock, backbone_spec, conv_then_pool
+from stn.backbones import backbone_spec
+from stn.backbones.blocks import ConvBlock, conv_then_pool
 from stn.networks import LocHead, build_network
 
 

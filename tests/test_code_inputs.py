@@ -1,50 +1,73 @@
-"""Code inputs per data set: a job depends on the shared core and its own data set's modules."""
+"""Code inputs per data set and backbone: a job depends on the shared core, its own data set's
+package and its own backbone's module, never another's."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from stn.backbones import BACKBONE_MODULES, backbone_spec
 from stn.code_inputs import data_sources, job_sources
-from stn.data.registry import DATASET_MODULES, get_dataset
+from stn.data import DATASET_PACKAGES, get_dataset
 
 ROOT = Path(__file__).resolve().parents[1] / "stn"
-NOT_JOB_CODE = ("report.py", "bench.py")
+NOT_JOB_CODE = ("report", "bench", "fidelity.py")
+DATASETS = sorted(DATASET_PACKAGES)
 
 
 def names(paths: list[Path]) -> set[str]:
     return {path.relative_to(ROOT).as_posix() for path in paths}
 
 
-def test_a_job_depends_on_the_core_and_its_own_data_set_only():
-    mnist, svhn, plankton = (names(job_sources(ROOT, d, NOT_JOB_CODE)) for d in ("mnist", "svhn", "plankton"))
-    core = {"geometry.py", "networks.py", "training.py", "backbones.py", "data/registry.py"}
-    core.add("schemas/run.schema.yaml")
-    assert core <= mnist & svhn & plankton
-    assert "data/mnist.py" in mnist and not {"data/svhn.py", "data/plankton.py"} & mnist
-    assert "data/svhn.py" in svhn and not {"data/mnist.py", "data/plankton.py"} & svhn
-    assert {"data/plankton.py", "data/mnist.py"} <= plankton  # it imports stratified_split from mnist
-    assert "data/svhn.py" not in plankton
-    assert not {"report.py", "bench.py", "paper_results.yaml"} & (mnist | svhn | plankton)
+def own_code(dataset: str) -> set[str]:
+    """A data set's package files and its backbone's module (named as the data set)."""
+    package = {p.relative_to(ROOT).as_posix() for p in (ROOT / "data" / dataset).glob("*.*")}
+    return package | {f"backbones/{dataset}.py"}
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_a_job_depends_on_the_core_its_data_set_and_its_backbone_only(dataset):
+    sources = names(job_sources(ROOT, dataset, dataset, NOT_JOB_CODE))
+    core = {"geometry.py", "networks.py", "training.py", "config.py", "schemas/run.schema.yaml"}
+    core |= {"data/__init__.py", "data/base.py", "backbones/__init__.py", "backbones/blocks.py"}
+    assert core <= sources
+    assert own_code(dataset) <= sources
+    for other in set(DATASETS) - {dataset}:
+        assert not own_code(other) & sources, other
+    assert not {name for name in sources if name.startswith(("report/", "bench/"))}
+    assert not {"fidelity.py", "paper_results.yaml"} & sources
+
+
+def test_a_job_follows_its_runs_backbone_not_its_data_sets_name():
+    sources = names(job_sources(ROOT, "mnist", "plankton", NOT_JOB_CODE))
+    assert "backbones/plankton.py" in sources and "backbones/mnist.py" not in sources
+    assert "data/mnist/task.py" in sources
 
 
 def test_data_jobs_depend_on_their_data_set_and_the_warps():
     svhn = names(data_sources(ROOT, "svhn"))
-    assert {"data/svhn.py", "geometry.py"} <= svhn and "networks.py" not in svhn
-    assert "data/mnist.py" not in svhn
+    assert {"data/svhn/__init__.py", "data/svhn/schema.yaml", "geometry.py"} <= svhn
+    assert "networks.py" not in svhn and not {n for n in svhn if n.startswith(("data/mnist/", "backbones/"))}
 
 
-@pytest.mark.parametrize("dataset", sorted(DATASET_MODULES))
-def test_each_data_set_module_registers_its_data_set(dataset):
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_each_data_set_package_registers_its_data_set_and_each_backbone_module_its_backbone(dataset):
     assert get_dataset(dataset).name == dataset
+    assert dataset in BACKBONE_MODULES and backbone_spec(dataset).outputs
 
 
-def test_asking_for_one_data_set_imports_no_other():
-    code = "import sys; from stn.data.registry import get_dataset; get_dataset('mnist'); " + (
-        "print(sorted(m for m in sys.modules if m.startswith('stn.data.')))"
+def test_asking_for_one_data_set_and_backbone_imports_no_other():
+    code = (
+        "import sys; from stn.data import get_dataset; from stn.backbones import build_backbone; "
+        "get_dataset('mnist'); build_backbone('mnist'); "
+        "print(sorted(m for m in sys.modules if m.startswith(('stn.data.', 'stn.backbones.'))))"
     )
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "stn.data.mnist" in loaded and "stn.data.svhn" not in loaded and "stn.data.plankton" not in loaded
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(ast.literal_eval(run.stdout))
+    assert {"stn.data.mnist", "stn.backbones.mnist"} <= loaded
+    others = {f"stn.{kind}.{name}" for kind in ("data", "backbones") for name in ("svhn", "plankton")}
+    assert not others & loaded

@@ -3,7 +3,7 @@ import torch
 
 from stn import build_network, parse_network_name
 from stn.backbones import build_backbone
-from stn.data.augment import TaskSpec, augment, undo_matrix
+from stn.data.mnist.task import MNISTTask, augment, undo_matrix
 from stn.geometry import affine_matrix, identity, warp
 from stn.networks import STNetwork
 from stn.variants import example_names
@@ -186,9 +186,9 @@ def test_oracle_aligns_translated_feature_maps_exactly(digits):
     depth-1 map's coordinates (a valid 9x9 conv shrinks its field of view), aligns the maps of
     a shifted digit with those of the centred one, away from the borders (the shifted map
     lacks what moved out of its field of view)."""
-    task = TaskSpec("T", canvas=36, translation=4)
+    task = MNISTTask("T", canvas=36, translation=4)
     model = build_network("STN-C1-oracle", "mnist", input_size=36).eval()
-    centred, _ = augment(digits.test_images[:16], TaskSpec("canonical", canvas=36))
+    centred, _ = augment(digits.test_images[:16], MNISTTask("canonical", canvas=36))
     shift = torch.tensor([[4, -2], [-4, 2]]).repeat(8, 1)  # (dx, dy): whole map pixels after pool 2
     shifted = torch.stack(
         [img.roll((int(dy), int(dx)), (-2, -1)) for img, (dx, dy) in zip(centred, shift, strict=True)]

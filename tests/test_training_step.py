@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from stn.config import resolve_run_config, task_spec
-from stn.data.augment import PAPER_TASKS, augment, draw_augmentation, render_augmentation
+from stn.data.mnist.task import PAPER_TASKS, augment, draw_augmentation, render_augmentation
 from stn.geometry import identity
 from stn.io import load_torch
 from stn.monitor import TrainingMonitor

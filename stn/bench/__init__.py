@@ -4,7 +4,3 @@ The levers it compares (:mod:`~stn.bench.levers`), steps/s and the projected dev
 (:mod:`~stn.bench.throughput`), profiles (:mod:`~stn.bench.profiling`), conv + max-pool pair
 timings (:mod:`~stn.bench.blocks`) and concurrent runs on one device (:mod:`~stn.bench.concurrency`).
 """
-
-from stn.bench.counting import device_operations
-
-__all__ = ["device_operations"]

@@ -22,7 +22,7 @@ import pytest
 
 from stn.data import download
 from stn.data.download import DownloadError, RemoteFile, fetch, fetch_all, md5sum
-from stn.data.mnist_files import MNIST_FILES, load_official_mnist, present_mnist_files, read_idx
+from stn.data.mnist.files import MNIST_FILES, load_official_mnist, present_mnist_files, read_idx
 from tests.file_modes import UMASKS, modes, open_modes, umask
 from tests.local_http import closed_port_url as local_port_url
 from tests.local_http import serve

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from stn.data.mnist import load_digits, stratified_split
+from stn.data.mnist import load_digits
+from stn.data.split import stratified_split
 
 
 def test_embedded_split_is_stratified_disjoint_and_seeded(digits):
@@ -38,8 +39,8 @@ def test_unknown_source_and_bad_fraction():
 
 def test_torchvision_source_reads_an_offline_torchvision_folder(tmp_path, monkeypatch):
     """Uncompressed IDX files in torchvision's MNIST/raw, verified by content (table patched)."""
-    from stn.data import mnist_files
     from stn.data.download import RemoteFile
+    from stn.data.mnist import files as mnist_files
     from tests.data.test_download import idx_bytes, random_mnist
 
     arrays = random_mnist(1, 6, 4)

@@ -19,10 +19,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from stn.config import ConfigError, resolve_run_config, task_spec
-from stn.data import plankton
+from stn.config import ConfigError, resolve_run_config, resolve_task_section, task_spec
+from stn.data import get_dataset, plankton
 from stn.data.download import DownloadError
-from stn.data.mnist_files import DEFAULT_MNIST_MIRRORS
 from stn.data.plankton import (
     PLANKTON_URL,
     TARBALL,
@@ -36,7 +35,6 @@ from stn.data.plankton import (
     read_manifest,
     split_path,
 )
-from stn.data.registry import get_dataset
 from stn.evaluation import analyse_rotations, evaluate, load_test_set, prepare_test_set
 from stn.geometry import identity, rotation_angle, warp
 from stn.training import train
@@ -367,8 +365,7 @@ def test_fetch_knows_the_sources_and_the_default_mirrors(tmp_path, mini):
         dataset.fetch(data_for(tmp_path), tmp_path / "train.zip")
     place(tmp_path, "tree", mini.members)
     dataset.fetch(data_for(tmp_path), tmp_path / "classes")  # present: nothing to do
-    assert plankton_mirrors({"mirrors": list(DEFAULT_MNIST_MIRRORS)}) == [PLANKTON_URL]
-    assert plankton_mirrors({"mirrors": None}) == [PLANKTON_URL]
+    assert plankton_mirrors({"mirrors": None}) == [PLANKTON_URL]  # the schema's default
     assert plankton_mirrors({"mirrors": []}) == []
     assert PLANKTON_URL.startswith("https://www.ncei.noaa.gov/")
 
@@ -527,17 +524,21 @@ def test_the_test_set_is_unaugmented_with_neutral_poses():
 
 
 def test_task_settings_are_checked():
-    dataset = Plankton()
-    assert dataset.task({"name": "P"}) == PlanktonTask("P")
-    for key, value in [("clutter", 3), ("random_crop", 32), ("test_repeats", 2)]:
-        with pytest.raises(ValueError, match=rf"task 'P': Plankton tasks have no {key}"):
-            dataset.task({"name": "P", key: value})
-    with pytest.raises(ValueError, match=r"task 'P': shear must lie in \[0, 90\)"):
-        dataset.task({"name": "P", "shear": 90})
-    with pytest.raises(ValueError, match="canvas must be an integer >= 8"):
-        dataset.task({"name": "P", "canvas": 4})
-    with pytest.raises(ValueError, match="lo <= hi"):
-        dataset.task({"name": "P", "log2_scale": [1, 0]})
+    assert resolve_task_section("plankton", {"name": "P"}) | {"name": "P"} == resolve_task_section(
+        "plankton", {}
+    ) | {"name": "P"}
+    assert task_spec(
+        {"data": {"dataset": "plankton"}, "task": resolve_task_section("plankton", {"name": "P"})}
+    ) == (PlanktonTask("P"))
+    for key, value in [("clutter", 3), ("random_crop", 32), ("test_repeats", 2)]:  # other data sets' keys
+        with pytest.raises(ConfigError, match=rf"task: Additional properties are not allowed \('{key}'"):
+            resolve_task_section("plankton", {"name": "P", key: value})
+    with pytest.raises(ConfigError, match=r"task.shear: 90 is greater than the maximum of 60"):
+        resolve_task_section("plankton", {"name": "P", "shear": 90})
+    with pytest.raises(ConfigError, match=r"task.canvas: 4 is less than the minimum of 8"):
+        resolve_task_section("plankton", {"name": "P", "canvas": 4})
+    with pytest.raises(ConfigError, match="task 'P': log2_scale must be \\[lo, hi\\] with lo <= hi"):
+        resolve_task_section("plankton", {"name": "P", "log2_scale": [1, 0]})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -556,8 +557,11 @@ def test_the_registry_and_the_run_config(tmp_path):
     assert task_spec(resolved) == PlanktonTask("Plankton", 95, 180, (-0.3785, 0.3785), 10, 20, 0.5)
     assert dataset.train_size(resolved["data"]) == round(60736 * 0.8)
     assert dataset.train_size(resolved["data"] | {"images": 30336}) == round(30336 * 0.8)
-    with pytest.raises(ConfigError, match="Plankton tasks have no clutter"):
+    with pytest.raises(ConfigError, match=r"task: Additional properties are not allowed \('clutter'"):
         resolve_run_config(config | {"task": config["task"] | {"clutter": 3}})
+    # a Plankton run config holds no other data set's key
+    assert set(resolved["data"]) == {*dataset.schema()["data"]["properties"]}
+    assert set(resolved["task"]) == {*dataset.schema()["task"]["properties"]}
     images, labels = dataset.random_images(6, torch.Generator().manual_seed(0))
     assert images.shape == (6, 95, 95) and images.dtype == torch.uint8
     assert labels.shape == (6,) and labels.min() >= 0 and labels.max() < 121
@@ -572,18 +576,20 @@ def test_train_evaluate_and_analyse_rotations_end_to_end(tmp_path, mini, network
     """A tiny network trained on the placed miniature under the paper's augmentation, evaluated,
     and its rotations analysed; the oracle reads the exact undo of every augmentation."""
     place(tmp_path / "plankton", "tree", mini.members)
-    config = {
-        "seed": 0,
-        "device": "cpu",
-        "data": data_for(tmp_path / "plankton"),
-        "task": {"name": "Plankton", **PAPER, "canvas": SIZE, "translation": 3, "flip": 0.5},
-        "model": {
-            "network": network,
-            "backbone": "plankton",
-            "backbone_args": {"channels": [4] * 4, "pool_after": [2, 4], "hidden": [8], "num_classes": 3},
-        },
-        "train": dict(TINY_DEEP_TRAIN),
-    }
+    config = resolve_run_config(
+        {
+            "seed": 0,
+            "device": "cpu",
+            "data": data_for(tmp_path / "plankton"),
+            "task": {"name": "Plankton", **PAPER, "canvas": SIZE, "translation": 3, "flip": 0.5},
+            "model": {
+                "network": network,
+                "backbone": "plankton",
+                "backbone_args": {"channels": [4] * 4, "pool_after": [2, 4], "hidden": [8], "num_classes": 3},
+            },
+            "train": dict(TINY_DEEP_TRAIN),
+        }
+    )
     stats = train(config, tmp_path / "model.pt", progress=False)
     assert stats["steps"] == 3 and np.isfinite(stats["final_loss"])
     test_path = prepare_test_set(config, tmp_path / "test.pt")

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 import stn.data.svhn  # noqa: F401  (registers "svhn")
-from stn.config import ConfigError, resolve_run_config
-from stn.data.registry import get_dataset
+from stn.config import ConfigError, resolve_data_section, resolve_run_config, resolve_task_section
+from stn.data import get_dataset
 from stn.data.svhn import SVHNTask, load_prepared
 from stn.evaluation import evaluate, load_test_set, prepare_test_set
-from stn.training import train
+from stn.training import network_from_config, train
 from tests.conftest import TINY_DEEP_TRAIN, tiny_config
 from tests.data.test_svhn import HAND_LABELS, SPLITS, archive_record, pack, split_members
 
@@ -90,19 +90,9 @@ def test_raw_files_and_fetch_of_placed_archives(placed, tmp_path):
         svhn.fetch(placed, root / "extra.tar.gz")
     with pytest.raises(ValueError, match="needs the splits train and test"):
         svhn.raw_files({**placed, "splits": ["extra", "test"]})
-    # the published records by default, and SVHN's own mirror for the schema's (MNIST) default
+    # the published records by default, and SVHN's own mirror for the schema's default (null)
     assert svhn.files({})["extra"].size == 1955489752
-    assert (
-        svhn.mirrors(
-            {
-                "mirrors": [
-                    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-                    "http://yann.lecun.com/exdb/mnist/",
-                ]
-            }
-        )
-        is None
-    )
+    assert svhn.mirrors(resolve_data_section({"dataset": "svhn"})) is None
     assert svhn.mirrors({"mirrors": ["http://127.0.0.1:1/"]}) == ["http://127.0.0.1:1/"]
 
 
@@ -174,24 +164,28 @@ def test_random_crop_draws_windows_over_the_whole_image(placed):
     [
         ({"canvas": 28}, "canvas .* must be 64"),
         ({"canvas": 64, "random_crop": 54}, "must be 54"),
-        ({"canvas": 64, "random_crop": 0}, r"random_crop must be null or a side in \[1, 64\]"),
-        ({"canvas": 65, "random_crop": 65}, r"random_crop must be null or a side in \[1, 64\]"),
-        ({"canvas": 64, "rotation": 90}, "remove rotation=90"),
-        ({"canvas": 64, "log2_scale": [0, 1]}, "remove log2_scale"),
+        ({"canvas": 64, "random_crop": 0}, "task.random_crop: 0 is less than the minimum of 1"),
+        ({"canvas": 65, "random_crop": 65}, "task.random_crop: 65 is greater than the maximum of 64"),
+        ({"canvas": 64, "rotation": 90}, r"Additional properties are not allowed \('rotation'"),  # MNIST's
+        ({"canvas": 64, "log2_scale": [0, 1]}, r"Additional properties are not allowed \('log2_scale'"),
     ],
 )
 def test_bad_task_settings(settings, match):
-    with pytest.raises(ValueError, match=match):
-        get_dataset("svhn").task({"name": "SVHN", **settings})
+    with pytest.raises(ConfigError, match=match):
+        resolve_task_section("svhn", {"name": "SVHN", **settings})
 
 
 def test_run_configs(placed):
     config = resolve_run_config(svhn_config(placed))
-    assert config["data"]["splits"] == ["train", "extra", "test"] and "random_crop" not in config["task"]
+    assert config["data"]["splits"] == ["train", "extra", "test"] and config["task"]["random_crop"] is None
+    assert not {"source", "test_fraction"} & set(config["data"])  # no MNIST key
+    assert not {"rotation", "clutter", "test_seed"} & set(config["task"])
     bad = svhn_config(placed)
-    bad["task"].pop("canvas")  # the schema's default, 28, is MNIST's
+    bad["task"]["canvas"] = 28
     with pytest.raises(ConfigError, match="canvas is the network's input side and must be 64"):
         resolve_run_config(bad)
+    bad["task"].pop("canvas")  # the task's own: 64
+    assert network_from_config(resolve_run_config(bad)).backbone_spec.input_shape == (3, 64, 64)
     with pytest.raises(ConfigError, match=r"data\.splits"):
         resolve_run_config(svhn_config({**placed, "splits": ["valid"]}))
     # MNIST configs get no SVHN keys (their test-set keys stay as they were)
@@ -202,7 +196,7 @@ def test_run_configs(placed):
 @pytest.mark.parametrize(("network", "crop"), [("STN-C0", None), ("CNN", 48)])
 def test_train_and_evaluate_end_to_end(placed, tmp_path, network, crop):
     task = {} if crop is None else {"random_crop": crop}
-    config = svhn_config({**placed, "splits": ["train", "test"]}, network, **task)
+    config = resolve_run_config(svhn_config({**placed, "splits": ["train", "test"]}, network, **task))
     stats = train(config, tmp_path / "model.pt", progress=False)
     assert stats["steps"] == 3 and np.isfinite(stats["final_loss"])
     test_path = prepare_test_set(config, tmp_path / "test.pt")

@@ -7,32 +7,30 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from stn import code_inputs, experiment
-from stn.config import ConfigError, test_set_key
-from stn.data.registry import get_dataset
+from stn.config import ConfigError
+from stn.data import get_dataset
 from stn.variants import InvalidNetworkName, parse_network_name
 
 validate(config, "../schemas/config.schema.yaml")
 
 REPO = Path(workflow.main_snakefile).parent
 SOFTWARE = "../../environment.yml"  # used with --sdm conda
-REPORT_MODULES = ("report.py", "rotation_report.py", "training_report.py")
-"""The report's code: tables and figures follow its edits, runs do not."""
-NOT_JOB_CODE = (
-    *REPORT_MODULES,
-    "front_page.py",
-    "bench.py",
-    "bench_concurrency.py",
-    "fidelity.py",
+REPORT_MODULES = sorted(
+    path.relative_to(REPO / "stn").as_posix()
+    for path in (REPO / "stn" / "report").glob("*.py")
 )
-"""Modules no training, evaluation or data job runs: the report's and the tools'."""
+"""The report's code (the package stn/report/): tables and figures follow its edits, runs do not."""
+NOT_JOB_CODE = ("report", "bench", "front_page.py", "fidelity.py")
+"""Code no training, evaluation or data job runs (paths under stn/): the report's and the tools'."""
 
 
 @cache
-def job_code(dataset):
-    """The code inputs of a training or evaluation job of `dataset`: the shared core and its own
-    data set's modules (stn.code_inputs), so an edit of another data set's code plans nothing.
+def job_code(dataset, backbone):
+    """The code inputs of a training or evaluation job of a run of `dataset` on `backbone`: the
+    shared core, its data set's package and its backbone's module (stn.code_inputs), so an
+    edit of another data set's or backbone's code plans nothing.
     """
-    sources = code_inputs.job_sources(REPO / "stn", dataset, NOT_JOB_CODE)
+    sources = code_inputs.job_sources(REPO / "stn", dataset, backbone, NOT_JOB_CODE)
     return [os.path.relpath(path) for path in sources]
 
 
@@ -43,7 +41,8 @@ def data_code(dataset):
 
 
 def run_code(wildcards):
-    return job_code(task_dataset(wildcards.task))
+    run = run_config(wildcards.task, wildcards.network, wildcards.seed)
+    return job_code(run["data"]["dataset"], run["model"]["backbone"])
 
 
 REPORT_LIBRARY = [os.path.relpath(REPO / "stn" / name) for name in REPORT_MODULES]
@@ -59,10 +58,6 @@ wildcard_constraints:
     dataset="|".join(config["datasets"]),
     table="|".join(config["report"]["tables"]),
     file=r"[^/]+",
-
-
-def data_root(dataset):
-    return experiment.data_root(config, dataset)
 
 
 def task_dataset(task):
@@ -164,14 +159,24 @@ def run_dir(task, network, seed):
     return f"results/runs/{task}/{network}/seed{seed}"
 
 
+@cache
+def resolved_data(dataset):
+    return experiment.dataset_section(config, dataset)
+
+
 def dataset_section(wildcards):
-    """The resolved `data` section of the run configs of a data set's tasks."""
-    task = next(t for t in config["tasks"] if task_dataset(t) == wildcards.dataset)
-    return run_config(task, config["networks"][0], config["seeds"][0])["data"]
+    """The resolved `data` section of a data set (its schema's defaults filled in)."""
+    return resolved_data(wildcards.dataset)
+
+
+@cache
+def test_set_config(task):
+    """What a task's test set is made from: its resolved data and task sections."""
+    return experiment.test_set_config(config, task)
 
 
 def dataset_raw_files(wildcards):
-    """The raw files a data set needs (its `raw_files`, stn.data.registry): the copies present,
+    """The raw files a data set needs (its `raw_files`, stn.data.base): the copies present,
     else the download targets; none for data shipped with a package."""
     data = dataset_section(wildcards)
     return [str(path) for path in get_dataset(data["dataset"]).raw_files(data)]

@@ -42,9 +42,6 @@ rule test_set:
     conda:
         SOFTWARE
     params:
-        key=lambda wildcards: test_set_key(
-            run_config(wildcards.task, config["networks"][0], config["seeds"][0])
-        ),
-        root=lambda wildcards: data_root(task_dataset(wildcards.task)),
+        config=lambda wildcards: test_set_config(wildcards.task),
     script:
         "../scripts/prepare_test_set.py"

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from stn.data.registry import get_dataset
+from stn.data import get_dataset
 from stn.io import output_to
 
 with output_to(snakemake.log[0]):

@@ -1,16 +1,16 @@
-"""Classifier backbones: an ordered list of blocks, a head, and localisation-head presets.
+"""What every backbone is made of: the specs, the blocks, the head and the :class:`Backbone`.
 
-A block is one stage (conv, optional max-pool, nonlinearity, optional dropout); the
-depth of a spatial transformer counts the blocks before it. Every backbone of the
-paper is built by :func:`build_backbone` from a registered :class:`BackboneSpec`.
+A block is one stage (conv, optional max-pool, nonlinearity, optional dropout); the depth of a
+spatial transformer counts the blocks before it. Each backbone of the paper is a module of
+:mod:`stn.backbones` whose factory returns a :class:`BackboneSpec`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -265,139 +265,3 @@ class Backbone(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.head(x)
-
-
-BACKBONES: dict[str, Callable[..., BackboneSpec]] = {}
-
-
-def register_backbone(
-    name: str,
-) -> Callable[[Callable[..., BackboneSpec]], Callable[..., BackboneSpec]]:
-    """Register a function returning a BackboneSpec under ``name``."""
-
-    def decorator(factory: Callable[..., BackboneSpec]) -> Callable[..., BackboneSpec]:
-        BACKBONES[name] = factory
-        return factory
-
-    return decorator
-
-
-def backbone_spec(name: str, **kwargs: Any) -> BackboneSpec:
-    """The spec of a registered backbone; kwargs go to its factory."""
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}")
-    try:
-        return BACKBONES[name](**kwargs)
-    except TypeError as error:
-        raise ValueError(f"invalid arguments for backbone {name!r}: {error}") from None
-
-
-def build_backbone(name: str, **kwargs: Any) -> Backbone:
-    """Build a registered backbone; kwargs go to its factory."""
-    return Backbone(backbone_spec(name, **kwargs))
-
-
-MNIST_LOC_HEADS = ("padded", "authors")
-
-
-def mnist_loc_head(style: str, channels: int, hidden: int) -> LocHeadSpec:
-    """The MNIST localisation head: two 5x5 convs of ``channels`` (ReLU after each), a linear
-    layer of ``hidden``, then 6 outputs. ``padded``: the convs keep the map's width, a max-pool 2
-    follows each on maps wider than 20 px, and on the input image it first average-pools by 2.
-    ``authors``: the authors' code (``CNN_middleloc``, ``CNN_mp``, ``CNN_translate``): unpadded
-    convs, a max-pool 2 after each whose map is at least 20 px wide, and on the input a 2x
-    average (their bilinear halving) only of images wider than 60 px (S's 112)."""
-    if style == "padded":
-        conv = ConvSpec(channels, 5, padding="same", pool=2, pool_above=20)
-        return LocHeadSpec((conv, conv), (hidden,), downsample=2)
-    if style == "authors":
-        conv = ConvSpec(channels, 5, pool=2, pool_above=19)
-        return LocHeadSpec((conv, conv), (hidden,), downsample=2, downsample_above=60)
-    raise ValueError(f"mnist backbone: unknown loc_head {style!r}; known: {', '.join(MNIST_LOC_HEADS)}")
-
-
-@register_backbone("mnist")
-def mnist(
-    input_size: int = 28,
-    channels: Sequence[int] = (64, 64),
-    kernels: Sequence[int] = (9, 7),
-    loc_channels: int = 20,
-    loc_hidden: int = 20,
-    loc_head: str = "padded",
-) -> BackboneSpec:
-    """The paper's MNIST CNN: conv 9x9 (64), pool 2, ReLU; conv 7x7 (64), pool 2, ReLU; linear 10.
-    ``loc_head``: the localisation head's style (:func:`mnist_loc_head`); ``-large`` doubles its widths."""
-    if len(channels) != len(kernels):
-        raise ValueError(f"mnist backbone: {len(channels)} channels but {len(kernels)} kernels")
-    return BackboneSpec(
-        input_shape=(1, input_size, input_size),
-        blocks=tuple(ConvSpec(c, k, pool=2) for c, k in zip(channels, kernels, strict=True)),
-        hidden=(),
-        outputs=(10,),
-        padding_mode="border",
-        loc_heads={
-            "small": mnist_loc_head(loc_head, loc_channels, loc_hidden),
-            "large": mnist_loc_head(loc_head, 2 * loc_channels, 2 * loc_hidden),
-        },
-    )
-
-
-@register_backbone("svhn")
-def svhn(
-    input_size: int = 64,
-    channels: Sequence[int] = (48, 64, 128, 160, 192, 192, 192, 192),
-    hidden: Sequence[int] = (3072, 3072, 3072),
-    dropout: float = 0.5,
-    max_digits: int = 5,
-) -> BackboneSpec:
-    """Goodfellow et al.'s multi-digit network: 8 conv 5x5 layers, pool on alternate layers,
-    dropout after all but the first, 3 linear layers, and 5 x 11 outputs (10 digits + none)."""
-    blocks = tuple(
-        ConvSpec(c, 5, padding=2, pool=2 if i % 2 else 0, dropout=dropout if i else 0.0)
-        for i, c in enumerate(channels)
-    )
-    loc_conv = ConvSpec(32, 5, padding=2)
-    return BackboneSpec(
-        input_shape=(3, input_size, input_size),
-        blocks=blocks,
-        hidden=tuple(hidden),
-        hidden_dropout=dropout,
-        outputs=(max_digits, 11),
-        padding_mode="zeros",
-        loc_heads={
-            "small": LocHeadSpec((), (32, 32)),
-            "large": LocHeadSpec((replace(loc_conv, pool=2), loc_conv), (32, 32)),
-        },
-    )
-
-
-@register_backbone("plankton")
-def plankton(
-    input_size: int = 95,
-    channels: Sequence[int] = (32, 32, 64, 64, 128, 128, 128, 256, 256, 256),
-    pool_after: Sequence[int] = (2, 4, 7, 10),
-    hidden: Sequence[int] = (512, 512),
-    dropout: float = 0.5,
-    num_classes: int = 121,
-) -> BackboneSpec:
-    """The Plankton network: LeakyReLU(1/3), ten conv 3x3, max-pool 3x3/2 after layers
-    2, 4, 7 and 10, two linear layers of 512 with dropout, 121 classes. The
-    localisation heads are not given in the paper (our choice)."""
-    blocks = tuple(
-        ConvSpec(c, 3, padding=1, pool=3 if i + 1 in pool_after else 0, pool_stride=2)
-        for i, c in enumerate(channels)
-    )
-    loc_conv = ConvSpec(32, 3, padding=1, pool=2, pool_above=12)
-    return BackboneSpec(
-        input_shape=(1, input_size, input_size),
-        blocks=blocks,
-        hidden=tuple(hidden),
-        hidden_dropout=dropout,
-        outputs=(num_classes,),
-        activation="leaky_relu",
-        padding_mode="border",
-        loc_heads={
-            "small": LocHeadSpec((loc_conv, loc_conv), (64,), downsample=2),
-            "large": LocHeadSpec((loc_conv, loc_conv, replace(loc_conv, channels=64)), (128,), downsample=2),
-        },
-    )

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from stn.config import ConfigError, load_splits, resolve_run_config, task_spec
-from stn.data.augment import PAPER_TASKS, TaskSpec, make_test_set
-from stn.data.mnist_files import MNIST_FILES
-from stn.data.registry import DATASETS, Splits, get_dataset, register_dataset
+from stn.data import get_dataset
+from stn.data.base import DATASETS, DataSet, Splits, register_dataset
+from stn.data.mnist.files import MNIST_FILES
+from stn.data.mnist.task import PAPER_TASKS, MNISTTask, make_test_set
 from stn.evaluation import evaluate, prepare_test_set
 from stn.io import load_torch
 from stn.training import train
@@ -21,7 +22,7 @@ def test_mnist_tasks_and_test_sets_come_through_the_registry(tmp_path, digits):
     config = resolve_run_config(
         tiny_config(task={"name": "T", "canvas": 60, "translation": 16, "clutter": 6})
     )
-    assert task_spec(config) == TaskSpec("T", canvas=60, translation=16, clutter=6)
+    assert task_spec(config) == MNISTTask("T", canvas=60, translation=16, clutter=6)
     assert torch.equal(load_splits(config).test_images, digits.test_images)
     prepare_test_set(config, tmp_path / "test.pt")
     stored = load_torch(tmp_path / "test.pt")
@@ -50,7 +51,19 @@ def toy_dataset():
     """A data set of random 'digits', registered for one test."""
 
     @register_dataset("toy")
-    class Toy:
+    class Toy(DataSet):
+        image_shape, label_values, backbone = (28, 28), 10, "mnist"
+
+        def schema(self) -> dict:
+            task = {"name": {"type": "string"}, "canvas": {"const": 28}, "rotation": {"type": "number"}}
+            return {
+                "data": {"properties": {"dataset": {"const": "toy"}}, "additionalProperties": False},
+                "task": {"properties": task, "additionalProperties": False},
+            }
+
+        def train_size(self, data: dict) -> int:
+            return 64
+
         def raw_files(self, data: dict) -> list[Path]:
             return []
 
@@ -63,8 +76,8 @@ def toy_dataset():
             labels = torch.randint(0, 10, (96,), generator=generator)
             return Splits(images[:64], labels[:64], images[64:], labels[64:])
 
-        def task(self, settings: dict) -> TaskSpec:
-            return TaskSpec(settings["name"], rotation=settings["rotation"])
+        def task(self, settings: dict) -> MNISTTask:
+            return MNISTTask(settings["name"], rotation=settings["rotation"])
 
     yield DATASETS["toy"]
     del DATASETS["toy"]

@@ -1,4 +1,4 @@
-"""Batched, on-device augmentation for MNIST R, S and T.
+"""The transformed-MNIST tasks R, S and T: batched, on-device augmentation.
 
 One mechanism for every task: the digit (shifted by whole pixels) and clutter
 patches cut from other digits are sprites, each resampled through the same random
@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from stn.data.base import Task
 from stn.geometry import sample, similarity_matrix
 
 
 @dataclass(frozen=True)
-class TaskSpec:
+class MNISTTask(Task):
     """A transformed-MNIST task.
 
     canvas: output width in pixels. rotation: angles drawn from U(-rotation, rotation)
@@ -57,7 +58,7 @@ class TaskSpec:
         if failed:
             raise ValueError(f"task {self.name!r}: " + "; ".join(failed))
 
-    # the task interface of stn.data.registry
+    # the task interface of stn.data.base
     def draw(
         self, batch: int, generator: torch.Generator | None = None, device: torch.device | None = None
     ) -> dict[str, Tensor]:
@@ -72,11 +73,21 @@ class TaskSpec:
     def test_set(self, images: Tensor, labels: Tensor, seed: int) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         return make_test_set(images, labels, self, seed)
 
+    def canonical(self, images: Tensor) -> Tensor:
+        """The digits centred on the canvas, untransformed and without clutter."""
+        batch, device = len(images), images.device
+        still = {
+            "shift": torch.zeros((batch, 2), dtype=torch.long, device=device),
+            "angle": torch.zeros((batch,), device=device),
+            "scale": torch.zeros((batch,), device=device),
+        }
+        return render_augmentation(images, still, MNISTTask("canonical", canvas=self.canvas))[0]
+
 
 PAPER_TASKS = {
-    "R": TaskSpec("R", canvas=28, rotation=90.0),
-    "S": TaskSpec("S", canvas=112, log2_scale=(-1.0, 2.0), clutter=6),
-    "T": TaskSpec("T", canvas=60, translation=16, clutter=6),
+    "R": MNISTTask("R", canvas=28, rotation=90.0),
+    "S": MNISTTask("S", canvas=112, log2_scale=(-1.0, 2.0), clutter=6),
+    "T": MNISTTask("T", canvas=60, translation=16, clutter=6),
 }
 
 
@@ -156,7 +167,7 @@ def _between(unit: Tensor, low: float, high: float) -> Tensor:
 
 
 def draw_augmentation(
-    batch: int, task: TaskSpec, generator: torch.Generator | None = None, device: torch.device | None = None
+    batch: int, task: MNISTTask, generator: torch.Generator | None = None, device: torch.device | None = None
 ) -> dict[str, Tensor]:
     """The random numbers :func:`render_augmentation` turns into ``batch`` transformations:
     every draw of :func:`augment`, in its order, and nothing else. Separate so a captured
@@ -177,7 +188,7 @@ def draw_augmentation(
 
 
 def render_augmentation(
-    digits: Tensor, draws: dict[str, Tensor], task: TaskSpec
+    digits: Tensor, draws: dict[str, Tensor], task: MNISTTask
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """The images and parameters of :func:`augment` from its ``draws`` (:func:`draw_augmentation`).
 
@@ -226,7 +237,7 @@ def render_augmentation(
 
 
 def augment(
-    digits: Tensor, task: TaskSpec, generator: torch.Generator | None = None
+    digits: Tensor, task: MNISTTask, generator: torch.Generator | None = None
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Transform a batch of digits (B, 28, 28), uint8 or float in [0, 1].
 
@@ -238,7 +249,7 @@ def augment(
     return render_augmentation(digits, draws, task)
 
 
-def undo_matrix(params: dict[str, Tensor], task: TaskSpec) -> Tensor:
+def undo_matrix(params: dict[str, Tensor], task: MNISTTask) -> Tensor:
     """The warp (B, 2, 3) of an augmented image that returns its canonical digit: the exact
     inverse of the transformation :func:`augment` drew (``params``), in the canvas's
     normalised coordinates. The canonical digit is the untransformed one, centred as
@@ -253,7 +264,7 @@ def undo_matrix(params: dict[str, Tensor], task: TaskSpec) -> Tensor:
 
 
 def make_test_set(
-    images: Tensor, labels: Tensor, task: TaskSpec, seed: int
+    images: Tensor, labels: Tensor, task: MNISTTask, seed: int
 ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
     """The fixed test set of a task: ``test_repeats`` augmented copies of each digit, as uint8,
     their labels, and the drawn parameters of :func:`augment` (``angle``, ``scale``, ``shift``)."""

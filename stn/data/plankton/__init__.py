@@ -64,10 +64,10 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
+from stn.data.base import DataSet, Splits, Task, register_dataset
 from stn.data.download import DownloadError, RemoteFile, fetch
-from stn.data.mnist import stratified_split
 from stn.data.prepared import check_arrays, fsync
-from stn.data.registry import Splits, chosen_mirrors, register_dataset
+from stn.data.split import stratified_split
 from stn.geometry import affine_matrix, invert, warp
 from stn.io import atomic_write, sha256sum
 
@@ -87,16 +87,6 @@ IMAGES_FILE, LABELS_FILE, MANIFEST_FILE = "plankton_images.npy", "plankton_label
 _ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, OSError)
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 _COPY_ROWS = 4096
-
-
-DEFAULTS = {"images": None, "classes": CLASSES, "image_size": IMAGE_SIZE}
-"""The Plankton keys of a ``data`` section where it leaves them out (the run schema gives them no
-default, so other data sets' run configs do not carry them)."""
-
-
-def with_defaults(data: Mapping) -> dict:
-    """A ``data`` section with :data:`DEFAULTS` filled in."""
-    return {**DEFAULTS, **data}
 
 
 class PlanktonFormatError(ValueError):
@@ -205,10 +195,9 @@ def _images(source: Path) -> Iterator[tuple[str, str, bytes]]:
 
 
 def plankton_mirrors(data: Mapping) -> list[str]:
-    """The mirrors of a ``data`` section: NCEI's URL for ``null`` or the schema's default (MNIST's
-    mirrors); ``[]`` never downloads."""
-    mirrors = chosen_mirrors(data)
-    return [PLANKTON_URL] if mirrors is None else mirrors
+    """The mirrors of a ``data`` section: NCEI's URL for ``null``; ``[]`` never downloads."""
+    mirrors = data.get("mirrors")
+    return [PLANKTON_URL] if mirrors is None else list(mirrors)
 
 
 def _by_hand(root: Path) -> str:
@@ -383,7 +372,6 @@ def prepare_plankton(data: Mapping, *, progress: bool = True) -> dict:
             ``data["images"]``, an archive is broken, or a class has no readable image.
         stn.data.download.DownloadError: no source is present and the download failed.
     """
-    data = with_defaults(data)
     root = Path(data["root"])
     source = find_source(root) or download_plankton(root, plankton_mirrors(data), progress=progress)
     digest = sha256sum(source)
@@ -423,7 +411,7 @@ def _read_split(path: Path, rows: list[tuple[str, str]]) -> np.ndarray | None:
 def plankton_split(data: Mapping, manifest: Mapping, labels: np.ndarray) -> np.ndarray:
     """Which prepared rows are test images (a bool mask): from the split CSV (:func:`split_path`)
     where it lists exactly the prepared images, else drawn by
-    :func:`stn.data.mnist.stratified_split` with ``data["test_fraction"]`` and
+    :func:`stn.data.split.stratified_split` with ``data["test_fraction"]`` and
     ``data["split_seed"]`` and written there atomically (columns path, class, subset)."""
     path = split_path(data)
     rows = [
@@ -458,13 +446,13 @@ def load_plankton(data: Mapping, *, progress: bool = True) -> Splits:
 
 
 # ---------------------------------------------------------------------------------------------
-# The task and the data set of the registry (stn.data.registry)
+# The task and the data set (stn.data.base)
 
 _DRAWS = ("angle", "scale", "shear", "tx", "ty", "flip")
 
 
 @dataclass(frozen=True)
-class PlanktonTask:
+class PlanktonTask(Task):
     """The Plankton task: each image flipped horizontally (with probability ``flip``), sheared by
     U(-shear, shear) degrees, scaled by 2^U(lo, hi) (``log2_scale``), rotated about its centre by
     U(-rotation, rotation) degrees and shifted by U(-translation, translation) pixels of the canvas
@@ -514,7 +502,7 @@ class PlanktonTask:
         size = (self.canvas, self.canvas)
         return F.interpolate(images, size=size, mode="bilinear", antialias=True, align_corners=False)
 
-    # the task interface of stn.data.registry
+    # the task interface of stn.data.base
     def draw(
         self, batch: int, generator: torch.Generator | None = None, device: torch.device | None = None
     ) -> dict[str, Tensor]:
@@ -557,19 +545,20 @@ class PlanktonTask:
 
 
 @register_dataset("plankton")
-class Plankton:
+class Plankton(DataSet):
     """PlanktonSet 1.0 (see the module). A run's ``data`` section:
 
     - ``root``: the folder of the source (tarball, ``train.zip`` or ``classes/``); the prepared
       arrays and the split are cached in ``root/prepared``;
-    - ``mirrors``: base URLs of the tarball; the schema's default (MNIST's mirrors) and ``null``
-      mean NCEI's; ``[]`` never downloads;
+    - ``mirrors``: base URLs of the tarball; ``null`` (the default) means NCEI's; ``[]`` never
+      downloads;
     - ``images`` (null: any number), ``classes``: the JPEG files and class folders the source must
       hold; ``image_size``: the side of the prepared squares;
     - ``test_fraction``, ``split_seed``: the stratified split.
     """
 
-    name = "plankton"
+    image_shape = (IMAGE_SIZE, IMAGE_SIZE)
+    label_values = CLASSES
 
     def raw_files(self, data: dict) -> list[Path]:
         return [find_source(data["root"]) or Path(data["root"]) / TARBALL]
@@ -589,30 +578,13 @@ class Plankton:
     def train_size(self, data: dict) -> int:
         """From the prepared manifest (the split keeps ``n - round(n * test_fraction)`` of each
         class), else estimated from ``data["images"]`` or the NCEI set's reported size."""
-        data = with_defaults(data)
         manifest = read_manifest(_out_dir(data))
         fraction = data["test_fraction"]
         if manifest is not None and manifest.get("image_size") == data["image_size"] and "counts" in manifest:
             return sum(n - round(n * fraction) for n in manifest["counts"].values())
         return round((data.get("images") or NCEI_IMAGES) * (1 - fraction))
 
-    def random_images(self, count: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        shape = (count, IMAGE_SIZE, IMAGE_SIZE)
-        images = torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
-        return images, torch.randint(0, CLASSES, (count,), generator=generator)
-
     def task(self, settings: dict) -> PlanktonTask:
-        """The task of a run config's ``task`` section; absent keys take :class:`PlanktonTask`'s
-        defaults (no augmentation, canvas 95)."""
-        name = settings.get("name", "Plankton")
-        for key, neutral in (("random_crop", None), ("clutter", 0), ("test_repeats", 1)):
-            if settings.get(key, neutral) != neutral:
-                raise ValueError(
-                    f"task {name!r}: Plankton tasks have no {key} ({key} must be {neutral}, "
-                    f"got {settings[key]!r})"
-                )
-        keys = ("canvas", "rotation", "translation", "shear", "flip")
-        fields = {key: settings[key] for key in keys if key in settings}
-        if "log2_scale" in settings:
-            fields["log2_scale"] = tuple(float(v) for v in settings["log2_scale"])
-        return PlanktonTask(name=name, **fields)
+        """The task of a resolved ``task`` section (:class:`PlanktonTask`)."""
+        fields = {k: v for k, v in settings.items() if k != "log2_scale"}
+        return PlanktonTask(log2_scale=tuple(float(v) for v in settings["log2_scale"]), **fields)

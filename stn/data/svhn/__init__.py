@@ -58,9 +58,9 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
+from stn.data.base import DataSet, Splits, Task, register_dataset
 from stn.data.download import RemoteFile, fetch
 from stn.data.prepared import check_arrays, fsync
-from stn.data.registry import Splits, chosen_mirrors, register_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -1152,27 +1152,14 @@ def load_prepared(out_dir: Path | str, group: str, mode: str = "r") -> tuple[np.
 
 
 # ---------------------------------------------------------------------------------------------
-# The data set of the registry (stn.data.registry) and its task
+# The data set (stn.data.base) and its task
 
 SPLIT_NAMES: tuple[str, ...] = tuple(s for members in GROUPS.values() for s in members)
 DEFAULT_SPLITS: tuple[str, ...] = ("train", "extra", "test")
-NO_POSE = "SVHN has no pose: oracle transformers need an invertible augmentation (an MNIST task)"
-
-# The task keys of the run schema that describe MNIST's augmentation, with the values that mean
-# "none": an SVHN task accepts them only so (the schema fills them in for every task).
-_NEUTRAL_TASK_KEYS: dict[str, object] = {
-    "rotation": 0,
-    "log2_scale": [0, 0],
-    "translation": 0,
-    "clutter": 0,
-    "test_repeats": 1,
-    "shear": 0,
-    "flip": 0,
-}
 
 
 @dataclass(frozen=True)
-class SVHNTask:
+class SVHNTask(Task):
     """The SVHN multi-digit task: the prepared 64x64 crops, as they are or randomly cropped.
 
     random_crop: ``None`` (the default, as the authors trained: the whole 64x64 crop), or the side
@@ -1209,7 +1196,7 @@ class SVHNTask:
         """The side of the network's inputs."""
         return self.size if self.random_crop is None else self.random_crop
 
-    # the task interface of stn.data.registry
+    # the task interface of stn.data.base
     def draw(
         self, batch: int, generator: torch.Generator | None = None, device: torch.device | None = None
     ) -> dict[str, Tensor]:
@@ -1245,15 +1232,15 @@ class SVHNTask:
 
 
 @register_dataset("svhn")
-class SVHN:
+class SVHN(DataSet):
     """SVHN format 1 with the Goodfellow et al. (2013) crops (:func:`prepare_svhn`).
 
     A run's ``data`` section:
 
     - ``root``: the folder of the archives (downloaded there, or placed there by hand); the
       prepared arrays are cached in ``root/prepared``;
-    - ``mirrors``: base URLs to download from; the schema's default (MNIST's mirrors) and ``null``
-      mean SVHN's own, http://ufldl.stanford.edu/housenumbers/; ``[]`` never downloads;
+    - ``mirrors``: base URLs to download from; ``null`` (the default) means SVHN's own,
+      http://ufldl.stanford.edu/housenumbers/; ``[]`` never downloads;
     - ``splits`` (optional): the archives to use, default ``[train, extra, test]``. Training uses
       train, and extra where listed (after train, in one array); testing uses test. Both
       ``train`` and ``test`` are needed; leaving out extra (1.9 GB) makes a quick run;
@@ -1267,7 +1254,9 @@ class SVHN:
     CPU, or moves the whole set onto the GPU.
     """
 
-    name = "svhn"
+    image_shape = (CROP_SIZE, CROP_SIZE, 3)
+    label_shape = (MAX_DIGITS,)
+    label_values = NO_DIGIT + 1
 
     def splits(self, data: Mapping) -> tuple[str, ...]:
         """The splits a ``data`` section uses, in SVHN_FILES order."""
@@ -1298,17 +1287,12 @@ class SVHN:
 
     def mirrors(self, data: Mapping) -> Sequence[str] | None:
         """The mirrors to download from; ``None`` means each archive's own URL."""
-        return chosen_mirrors(data)
+        return data.get("mirrors")
 
     def train_size(self, data: dict) -> int:
         """The training crops before dropping the few longer than 5 digits."""
         files = self.files(data)
         return sum(files[split].images for split in self.splits(data) if split != "test")
-
-    def random_images(self, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        shape = (count, CROP_SIZE, CROP_SIZE, 3)
-        images = torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
-        return images, torch.randint(0, NO_DIGIT + 1, (count, MAX_DIGITS), generator=generator)
 
     def raw_files(self, data: dict) -> list[Path]:
         files = self.files(data)
@@ -1334,16 +1318,6 @@ class SVHN:
 
     def task(self, settings: dict) -> SVHNTask:
         name = settings.get("name", "SVHN")
-        changed = [
-            f"{key}={settings[key]!r}"
-            for key, neutral in _NEUTRAL_TASK_KEYS.items()
-            if key in settings and _as_list(settings[key]) != _as_list(neutral)
-        ]
-        if changed:
-            raise ValueError(
-                f"task {name!r}: SVHN has only a random crop, not MNIST's augmentation; "
-                f"remove {', '.join(changed)}"
-            )
         task = SVHNTask(name=name, random_crop=settings.get("random_crop"))
         if "canvas" in settings and settings["canvas"] != task.canvas:
             raise ValueError(
@@ -1351,7 +1325,3 @@ class SVHN:
                 f"(64, or random_crop where set), got {settings['canvas']}"
             )
         return task
-
-
-def _as_list(value: object) -> object:
-    return [float(v) for v in value] if isinstance(value, (list, tuple)) else float(value)

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from stn.bench import device_operations
-from stn.data.augment import PAPER_TASKS, TaskSpec, augment, make_test_set, render_sprites, undo_matrix
+from stn.bench.counting import device_operations
+from stn.data.mnist.task import PAPER_TASKS, MNISTTask, augment, make_test_set, render_sprites, undo_matrix
 from stn.geometry import affine_matrix, warp
 
 
@@ -32,7 +32,7 @@ def test_same_generator_seed_same_images(digits):
 
 
 def test_translation_moves_the_digit_by_whole_pixels(digits):
-    task = TaskSpec("T", canvas=60, translation=16)
+    task = MNISTTask("T", canvas=60, translation=16)
     images, params = augment(digits.train_images[:8], task, torch.Generator().manual_seed(1))
     for image, digit, (dx, dy) in zip(
         images[:, 0], digits.train_images[:8], params["shift"].long(), strict=True
@@ -44,9 +44,9 @@ def test_translation_moves_the_digit_by_whole_pixels(digits):
 
 def test_clutter_adds_ink_only_when_asked(digits):
     batch = digits.train_images[:64]
-    plain, _ = augment(batch, TaskSpec("T", canvas=60, translation=16), torch.Generator().manual_seed(0))
+    plain, _ = augment(batch, MNISTTask("T", canvas=60, translation=16), torch.Generator().manual_seed(0))
     clutter, _ = augment(
-        batch, TaskSpec("T", canvas=60, translation=16, clutter=6), torch.Generator().manual_seed(0)
+        batch, MNISTTask("T", canvas=60, translation=16, clutter=6), torch.Generator().manual_seed(0)
     )
     assert plain.sum(dim=(1, 2, 3)).allclose(batch.float().sum(dim=(1, 2)) / 255)
     assert (clutter.sum(dim=(1, 2, 3)) >= plain.sum(dim=(1, 2, 3)) - 1e-4).all()
@@ -55,8 +55,8 @@ def test_clutter_adds_ink_only_when_asked(digits):
 
 def test_scale_changes_the_digit_size(digits):
     batch = digits.train_images[:1].repeat(2, 1, 1)
-    small, _ = augment(batch, TaskSpec("S", canvas=112, log2_scale=(-1.0, -1.0)))
-    large, _ = augment(batch, TaskSpec("S", canvas=112, log2_scale=(1.0, 1.0)))
+    small, _ = augment(batch, MNISTTask("S", canvas=112, log2_scale=(-1.0, -1.0)))
+    large, _ = augment(batch, MNISTTask("S", canvas=112, log2_scale=(1.0, 1.0)))
     assert large.sum() / small.sum() == pytest.approx(16.0, rel=0.1)  # ink grows with the area
 
 
@@ -66,7 +66,7 @@ def test_augmentation_runs_on_the_digits_device(digits):
 
 
 def test_fixed_test_set_is_reproducible_and_stores_its_parameters(digits):
-    task = TaskSpec("R", rotation=90, test_repeats=3)
+    task = MNISTTask("R", rotation=90, test_repeats=3)
     images, labels, params = make_test_set(digits.test_images[:20], digits.test_labels[:20], task, seed=7)
     again, _, same = make_test_set(digits.test_images[:20], digits.test_labels[:20], task, seed=7)
     assert images.dtype == torch.uint8 and images.shape == (60, 1, 28, 28)
@@ -87,10 +87,10 @@ def _relative_residual(images: torch.Tensor, reference: torch.Tensor) -> float:
 @pytest.mark.parametrize(
     ("task", "at_most"),
     [
-        (TaskSpec("R", rotation=90), 0.25),
-        (TaskSpec("S", canvas=112, log2_scale=(-1.0, 2.0)), 0.25),
-        (TaskSpec("T", canvas=60, translation=16), 1e-5),
-        (TaskSpec("RT", canvas=37, rotation=30, translation=4), 0.25),  # odd canvas
+        (MNISTTask("R", rotation=90), 0.25),
+        (MNISTTask("S", canvas=112, log2_scale=(-1.0, 2.0)), 0.25),
+        (MNISTTask("T", canvas=60, translation=16), 1e-5),
+        (MNISTTask("RT", canvas=37, rotation=30, translation=4), 0.25),  # odd canvas
     ],
 )
 def test_undo_matrix_returns_the_canonical_digit(digits, task, at_most):
@@ -98,7 +98,7 @@ def test_undo_matrix_returns_the_canonical_digit(digits, task, at_most):
     shifts; rotations and scalings leave interpolation blur (about 0.19 of the digit's norm)."""
     batch = digits.test_images[:64]
     images, params = augment(batch, task, torch.Generator().manual_seed(0))
-    canonical, _ = augment(batch, TaskSpec("canonical", canvas=task.canvas))
+    canonical, _ = augment(batch, MNISTTask("canonical", canvas=task.canvas))
     undone = warp(images, undo_matrix(params, task))
     assert _relative_residual(undone, canonical) <= at_most
     assert _relative_residual(images, canonical) > 0.5  # the transformation did move the digit
@@ -115,7 +115,7 @@ def test_undo_matrix_returns_the_canonical_digit(digits, task, at_most):
 )
 def test_invalid_tasks_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        TaskSpec("X", **kwargs)
+        MNISTTask("X", **kwargs)
 
 
 def test_separable_and_grid_resampling_agree():
