@@ -9,6 +9,7 @@ from stn.geometry import (
     decompose,
     identity,
     in_frame,
+    inverse_2x2,
     invert,
     rotation_angle,
     similarity_matrix,
@@ -116,3 +117,35 @@ def test_in_frame_is_the_warp_conjugated_by_the_frame(frame):
     matrix = torch.tensor([[[scale, 0.0, offset], [0.0, scale, offset]]]).expand(2, 2, 3)
     expected = compose(compose(invert(matrix), theta), matrix)
     torch.testing.assert_close(in_frame(theta, frame), expected, atol=1e-6, rtol=0)
+
+
+def _near_identity(batch: int, seed: int) -> torch.Tensor:
+    """Float64 warps a small random step from the identity (so the grid stays inside the image)."""
+    generator = torch.Generator().manual_seed(seed)
+    step = 0.2 * torch.randn(batch, 2, 3, generator=generator, dtype=torch.float64)
+    return identity(batch, dtype=torch.float64) + step
+
+
+def test_affine_grid_gradients_match_finite_differences():
+    """The localisation networks train through the grid: its gradient by theta, as kornia tests its warps."""
+    theta = _near_identity(2, 0).requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: affine_grid(t, 5, 4), (theta,))
+
+
+def test_inverse_2x2_gradients_match_finite_differences():
+    matrices = _near_identity(3, 1)[..., :2].clone().requires_grad_()
+    assert torch.autograd.gradcheck(inverse_2x2, (matrices,))
+    assert torch.autograd.gradcheck(invert, (_near_identity(3, 2).requires_grad_(),))
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "border"])
+def test_warp_gradients_by_image_and_theta_match_finite_differences(padding_mode):
+    """Bilinear sampling is smooth between pixel centres: random near-identity warps of a random
+    image almost surely sample no point on one (where finite differences would see a kink)."""
+    image = torch.rand(2, 1, 6, 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    theta = _near_identity(2, 4).requires_grad_()
+
+    def warped(picture: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return warp(picture, t, padding_mode=padding_mode)
+
+    assert torch.autograd.gradcheck(warped, (image.requires_grad_(), theta))

@@ -84,7 +84,7 @@ class Task(ABC):
         """Render ``images`` (uint8) augmented, warp them back with :meth:`undo` and return the
         relative residual against :meth:`canonical`; raise :class:`UndoCheckFailed` above
         ``tolerance`` (interpolation blurs rotated and scaled images, so it is not 0)."""
-        from stn.geometry import warp  # the registry's leaf stays free of the package
+        from stn.geometry import warp  # at call time: the base module stays a leaf
 
         rendered, params = self.render(images, self.draw(len(images), generator, images.device))
         poses = self.undo(params)

@@ -244,18 +244,24 @@ def test_end_to_end_run_is_incremental(tiny_run):
         with open(repo / relative, "a") as source:
             source.write("\n# edited\n")
 
-    edit("stn/data/svhn.py")
-    edit("stn/data/plankton.py")
-    assert copy_plan()[0] == {}  # another data set's code plans no MNIST job
+    others = [*(repo / "stn" / "data").glob("[sp][vl]*/*.*"), *(repo / "stn" / "backbones").glob("[sp]*.py")]
+    assert {p.parent.name if p.parent.name != "backbones" else p.stem for p in others} == {"svhn", "plankton"}
+    for path in others:  # SVHN's and Plankton's packages, schemas and backbones
+        edit(path.relative_to(repo).as_posix())
+    assert copy_plan()[0] == {}  # another data set's or backbone's code plans no MNIST job
     edit("stn/paper_results.yaml")
     jobs, _ = copy_plan()  # the paper's numbers: only what shows them
     assert jobs == {"table": 2, "depth_figure": 1, "all": 1}
+    edit("stn/report/figures.py")
+    jobs, _ = copy_plan()  # the report's code: every table and figure again, no run
+    assert jobs["table"] == 2 and jobs["training_figure"] == 2 and jobs["proof_figure"] == 1
+    assert not {"train", "evaluate", "rotation_analysis", "test_set", "prepare_data"} & set(jobs)
     marker = "stn imported from the copy"
     with open(repo / "stn" / "networks.py", "a") as source:
         source.write(f"\nimport sys  # noqa: E402\n\nprint({marker!r}, file=sys.stderr)\n")
     jobs, text = copy_plan()
     assert marker in text  # Snakemake imported the edited copy, not the checkout's package
-    assert jobs["train"] == 6 + ORACLE_RUNS and "test_set" not in jobs
+    assert jobs["train"] == 6 + ORACLE_RUNS and "test_set" not in jobs  # a shared module: every run
     assert (ROOT / "stn" / "networks.py").read_bytes() == checkout
 
 
