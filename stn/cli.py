@@ -37,7 +37,8 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
     return config
 
 
-def run_config(args: argparse.Namespace) -> dict[str, Any]:
+def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The resolved run config of ``--config`` with the ``--set`` overrides applied."""
     config = apply_overrides(load_yaml(args.config) if args.config else {}, args.set)
     return resolve_run_config(config, where=str(args.config or "command-line config"))
 
@@ -58,7 +59,7 @@ def cmd_variants(args: argparse.Namespace) -> int:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from stn.evaluation import prepare_test_set
 
-    print(prepare_test_set(run_config(args), args.out))
+    print(prepare_test_set(config_from_args(args), args.out))
     return 0
 
 
@@ -66,7 +67,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from stn.training import train
 
-    stats = train(run_config(args), args.checkpoint, progress=not args.quiet)
+    stats = train(config_from_args(args), args.checkpoint, progress=not args.quiet)
     print(json.dumps(stats, indent=2))
     return 0
 

@@ -13,7 +13,7 @@ from torch import Tensor
 from stn.config import load_splits, load_yaml, resolve_test_set_config, task_spec, test_set_key
 from stn.devices import resolve_device
 from stn.invariance import full_turn, predicted_angles, rotation_responses, rotation_undone
-from stn.io import load_torch_verified, save_json, save_torch_verified
+from stn.io import load_torch_verified, redo_hint, save_json, save_torch_verified
 from stn.networks import STNetwork
 from stn.statistics import circular_mean, medoid_spread, pose_spread, wrap_degrees
 from stn.training import load_checkpoint
@@ -37,11 +37,7 @@ def prepare_test_set(config: dict[str, Any] | Path | str, out: Path | str) -> Pa
 
 def regenerate_hint(path: Path | str) -> str:
     """How to regenerate the test set at ``path`` of the workflow."""
-    return (
-        f"Regenerate it: `rm {path}`, then run the same command again (e.g. `bash run.sh`); "
-        f"or `bash run.sh --forcerun {path}` (snakemake --cores all --forcerun {path}). "
-        "It is generated from its seed, so the metrics stay the same."
-    )
+    return f"{redo_hint(path, 'Regenerate')} It is generated from its seed, so the metrics stay the same."
 
 
 def load_test_set(path: Path | str, config: dict[str, Any]) -> dict[str, Any]:

@@ -134,6 +134,14 @@ def load_torch(path: Path | str, map_location: str | torch.device = "cpu") -> An
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
+def redo_hint(path: Path | str, action: str) -> str:
+    """How to make the workflow's output ``path`` again: ``action`` is e.g. "Retrain"."""
+    return (
+        f"{action} it: `rm {path}`, then run the same command again (e.g. `bash run.sh`); "
+        f"or `bash run.sh --forcerun {path}` (snakemake --cores all --forcerun {path})."
+    )
+
+
 class DamagedFileError(RuntimeError):
     """A file is missing, fails its recorded checksum, or cannot be read."""
 

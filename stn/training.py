@@ -20,7 +20,7 @@ from stn.backbones.blocks import ConvBlock
 from stn.config import backbone_args, load_splits, resolve_run_config, task_spec
 from stn.data.base import Task
 from stn.devices import resolve_device
-from stn.io import DamagedFileError, digest_path, load_torch_verified, save_torch_verified
+from stn.io import DamagedFileError, digest_path, load_torch_verified, redo_hint, save_torch_verified
 from stn.monitor import Divergence, TrainingMonitor, log_interval
 from stn.networks import STNetwork, build_network
 from stn.train_log import TrainLog, log_path, tensorboard_writer_class
@@ -500,10 +500,7 @@ def _train_held(config: dict[str, Any], checkpoint: Path, progress: bool, runs_p
 
 def retrain_hint(path: Path | str) -> str:
     """How to retrain the checkpoint at ``path`` of the workflow."""
-    return (
-        f"Retrain it: `rm {path}`, then run the same command again (e.g. `bash run.sh`); "
-        f"or `bash run.sh --forcerun {path}` (snakemake --cores all --forcerun {path})."
-    )
+    return redo_hint(path, "Retrain")
 
 
 def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> tuple[STNetwork, dict[str, Any]]:
