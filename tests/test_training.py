@@ -132,6 +132,17 @@ def test_evaluate_measures_rotation_undone_only_on_rotated_tasks(tmp_path):
         ({"model": {"network": "STN-C7"}}, "depth 7 exceeds"),
         ({"task": {"canvas": 40, "translation": 16}}, "shifted digit"),
         ({"model": {"backbone_args": {"widths": [3]}}}, "invalid arguments for backbone"),
+        ({"model": {"backbone": "resnet"}}, "unknown backbone 'resnet'"),
+        # each data set takes its own keys only, refused by name
+        (
+            {"data": {"dataset": "svhn", "source": "embedded"}},
+            "data: Additional properties are not allowed ('source'",
+        ),
+        ({"task": {"random_crop": 24}}, "task: Additional properties are not allowed ('random_crop'"),
+        (
+            {"data": {"dataset": "plankton", "image_size": 4}},
+            "data.image_size: 4 is less than the minimum of 8",
+        ),
     ],
 )
 def test_invalid_configs_fail_with_the_key_named(change, message):

@@ -146,6 +146,8 @@ def report_change(**settings) -> dict:
         (report_change(depth_figures=["nothing"]), "unknown tables"),
         ({"train": {"lr": "fast"}}, "train.lr"),
         ({"tasks": {**TINY["tasks"], "R": {"dataset": "mnist", "canvas": 20}}}, "task.canvas"),
+        ({"tasks": {**TINY["tasks"], "R": {"dataset": "mnist", "shear": 5}}}, "('shear' was unexpected)"),
+        ({"datasets": {"mnist": {"splits": ["train"]}}}, "('splits' was unexpected)"),  # SVHN's key
     ],
 )
 def test_bad_configs_fail_before_any_job(tmp_path, change, message):
