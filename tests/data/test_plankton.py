@@ -20,23 +20,17 @@ import torch.nn.functional as F
 from PIL import Image
 
 from stn.config import ConfigError, resolve_run_config, resolve_task_section, task_spec
-from stn.data import get_dataset, plankton
+from stn.data import get_dataset
 from stn.data.download import DownloadError
-from stn.data.plankton import (
-    PLANKTON_URL,
-    TARBALL,
-    Plankton,
-    PlanktonFormatError,
-    PlanktonTask,
-    load_plankton,
-    plankton_mirrors,
-    prepare_plankton,
-    preprocess,
-    read_manifest,
-    split_path,
-)
+from stn.data.plankton import Plankton, sources
+from stn.data.plankton import prepare as plankton_prepare
+from stn.data.plankton.prepare import load_plankton, plankton_cache, prepare_plankton, preprocess, split_path
+from stn.data.plankton.sources import PLANKTON_URL, TARBALL, PlanktonFormatError, plankton_mirrors
+from stn.data.plankton.task import PlanktonTask
+from stn.data.prepared import decode_image
 from stn.evaluation import analyse_rotations, evaluate, load_test_set, prepare_test_set
 from stn.geometry import identity, rotation_angle, warp
+from stn.io import sha256sum
 from stn.training import train
 from tests.conftest import TINY_DEEP_TRAIN, tiny_config
 from tests.file_modes import UMASKS, modes, open_modes, umask
@@ -82,7 +76,7 @@ def mini() -> Mini:
             members[f"{label}/img{i}{SUFFIXES[i % 3]}"] = jpeg(pixels)
     paths = sorted(members, key=lambda p: (p.split("/")[0], p))
     classes = sorted(SIZES)
-    images = np.stack([preprocess(plankton._decode(members[p]), SIZE) for p in paths])
+    images = np.stack([preprocess(decode_image(members[p], "L"), SIZE) for p in paths])
     labels = np.array([classes.index(p.split("/")[0]) for p in paths])
     return Mini(members, images, labels, paths)
 
@@ -145,6 +139,11 @@ def data_for(root: Path, **changes) -> dict:
     return data | changes
 
 
+def read_manifest(root: Path) -> dict | None:
+    """The manifest of the miniature prepared in ``root``."""
+    return plankton_cache(data_for(root)).read_manifest()
+
+
 def outputs(out_dir: Path) -> list[str]:
     return sorted(p.name for p in out_dir.iterdir()) if out_dir.exists() else []
 
@@ -192,8 +191,8 @@ def test_each_source_prepares_the_same_arrays(tmp_path, mini, kind):
     labels = np.load(out_dir / "plankton_labels.npy")
     np.testing.assert_array_equal(images, mini.images)
     np.testing.assert_array_equal(labels, mini.labels)
-    manifest = read_manifest(out_dir)
-    assert manifest["source"] == {"kind": kind, "path": source.name, "sha256": plankton.sha256sum(source)}
+    manifest = read_manifest(root)
+    assert manifest["source"] == {"kind": kind, "path": source.name, "sha256": sha256sum(source)}
     assert manifest["classes"] == ["acantharia", "copepod", "diatom"]
     assert manifest["counts"] == {"acantharia": 5, "copepod": 4, "diatom": 6}
     assert (manifest["files"], manifest["skipped"], manifest["image_size"]) == (COUNT, [], SIZE)
@@ -237,22 +236,22 @@ def test_the_cache_is_reused_without_decoding_and_redone_when_the_source_changes
     first = prepare_plankton(data, progress=False)
     stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "prepared").iterdir()}
 
-    def fails(blob: bytes) -> np.ndarray:
+    def fails(blob: bytes, mode: str) -> np.ndarray:
         raise AssertionError("decoded")
 
-    monkeypatch.setattr(plankton, "_decode", fails)
+    monkeypatch.setattr(plankton_prepare, "decode_image", fails)
     assert prepare_plankton(data, progress=False) == first
     assert Plankton().load(data).train_images.shape[1:] == (SIZE, SIZE)
     assert {name: (tmp_path / "prepared" / name).stat().st_mtime_ns for name in stamps} == stamps
     monkeypatch.undo()
 
-    decode, decoded = plankton._decode, []
+    decoded = []
 
-    def counts(blob: bytes) -> np.ndarray:
+    def counts(blob: bytes, mode: str) -> np.ndarray:
         decoded.append(1)
-        return decode(blob)
+        return decode_image(blob, mode)
 
-    monkeypatch.setattr(plankton, "_decode", counts)
+    monkeypatch.setattr(plankton_prepare, "decode_image", counts)
     (tmp_path / "classes" / "diatom" / "img9.jpg").write_bytes(mini.members["diatom/img0.jpg"])
     again = prepare_plankton(data, progress=False)
     assert len(decoded) == COUNT + 1 and again["counts"]["diatom"] == 7
@@ -272,7 +271,7 @@ def test_the_split_is_stratified_seeded_written_and_reused(tmp_path, mini):
         table = list(csv.reader(f))
     assert table[0] == ["path", "class", "subset"]
     rows = table[1:]
-    assert [r[0] for r in rows] == read_manifest(tmp_path / "prepared")["paths"]
+    assert [r[0] for r in rows] == read_manifest(tmp_path)["paths"]
     assert [r[1] for r in rows] == [p.split("/")[0] for p in mini.paths]
     tests = {c: sum(r[2] == "test" for r in rows if r[1] == c) for c in SIZES}
     assert tests == {c: round(len(s) * 0.4) for c, s in SIZES.items()}  # stratified
@@ -338,11 +337,11 @@ def test_the_tarball_is_downloaded_then_loaded(tmp_path, mini, server):
     # load downloads by itself where nothing is present
     other = tmp_path / "other"
     load_plankton(data_for(other, mirrors=[server + "/good/"]), progress=False)
-    assert read_manifest(other / "prepared")["source"]["kind"] == "tarball"
+    assert read_manifest(other)["source"]["kind"] == "tarball"
 
 
 def test_a_failed_download_says_how_to_place_the_data_by_hand(tmp_path, server, monkeypatch, capsys):
-    monkeypatch.setattr(plankton, "DOWNLOAD_BACKOFF", 0.0)
+    monkeypatch.setattr(sources, "DOWNLOAD_BACKOFF", 0.0)
     with pytest.raises(DownloadError) as info:
         Plankton().fetch(data_for(tmp_path, mirrors=[server + "/busy/"]), tmp_path / TARBALL)
     message = str(info.value)
@@ -382,7 +381,7 @@ def test_a_truncated_tarball_names_the_file_and_leaves_no_manifest(tmp_path, min
     with pytest.raises(PlanktonFormatError, match="delete it and rerun to download it again") as info:
         load_plankton(data_for(tmp_path), progress=False)
     assert str(tmp_path / TARBALL) in str(info.value)
-    assert read_manifest(tmp_path / "prepared") is None
+    assert read_manifest(tmp_path) is None
     assert not [n for n in outputs(tmp_path / "prepared") if n.startswith(".")]
 
 
@@ -390,7 +389,7 @@ def test_a_web_page_saved_as_the_tarball_is_named_as_such(tmp_path):
     (tmp_path / TARBALL).write_bytes(b"<!DOCTYPE html><html><body>Your order is being prepared</body></html>")
     with pytest.raises(PlanktonFormatError, match="sent a page or a message instead of the archive"):
         prepare_plankton(data_for(tmp_path), progress=False)
-    assert read_manifest(tmp_path / "prepared") is None
+    assert read_manifest(tmp_path) is None
 
 
 def test_an_unreadable_jpeg_is_skipped_and_counted(tmp_path, mini, capsys):
@@ -425,7 +424,7 @@ def test_wrong_counts_name_both_and_the_setting(tmp_path, mini):
         ) as info:
             prepare_plankton(data_for(tmp_path, images=60736), progress=False)
         assert str(tmp_path / "classes") in str(info.value) and "train.zip 30,336" in str(info.value)
-        assert (read_manifest(tmp_path / "prepared") is not None) == prepared
+        assert (read_manifest(tmp_path) is not None) == prepared
         prepare_plankton(data_for(tmp_path), progress=False)
 
 

@@ -20,26 +20,22 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stn.data import svhn
 from stn.data.download import DownloadError, RemoteFile
-from stn.data.svhn import (
-    SVHN_FILES,
-    DigitStruct,
-    SVHNArchive,
-    SVHNFormatError,
+from stn.data.svhn import digit_struct
+from stn.data.svhn import prepare as svhn_prepare
+from stn.data.svhn.archives import SVHN_FILES, SVHN_URL, SVHNArchive, download_svhn
+from stn.data.svhn.crops import (
     all_sequence_labels,
     crop,
     crop_and_resize,
     crop_box,
-    download_svhn,
     length_filter,
     load_png,
-    load_prepared,
-    prepare_svhn,
-    read_digit_struct,
     sequence_labels,
-    write_digit_struct,
 )
+from stn.data.svhn.digit_struct import DigitStruct, SVHNFormatError, read_digit_struct
+from stn.data.svhn.prepare import load_prepared, prepare_svhn
+from tests.data.mat_writer import write_digit_struct
 from tests.file_modes import UMASKS, modes, open_modes, umask
 from tests.local_http import closed_port_url, serve
 
@@ -105,8 +101,8 @@ def _expected() -> tuple[list[list[float]], list[int]]:
 )
 def test_parse_returns_the_written_boxes(split, monkeypatch, raw, workers):
     if not raw:  # the fallback through h5py gives the same result
-        monkeypatch.setattr(svhn._RawObjects, "box_row", lambda self, a: None)
-        monkeypatch.setattr(svhn._RawObjects, "text", lambda self, a: None)
+        monkeypatch.setattr(digit_struct._RawObjects, "box_row", lambda self, a: None)
+        monkeypatch.setattr(digit_struct._RawObjects, "text", lambda self, a: None)
     ds = read_digit_struct(split / "digitStruct.mat", expected=5, workers=workers)
     assert len(ds) == 5
     assert ds.names == [f"{i}.png" for i in range(1, 6)]
@@ -403,11 +399,7 @@ def test_download_verifies_and_resumes_a_broken_transfer(tmp_path, mini, server,
     # the default mirror is the archive's base URL (an SVHNArchive can name its own)
     moved = {s: dataclasses.replace(a, base_url=server.base + "/good/") for s, a in mini.files.items()}
     assert download_svhn(tmp_path / "raw2", ["test"], files=moved, progress=False)["test"].exists()
-    assert (
-        svhn.DEFAULT_SVHN_MIRRORS
-        == (SVHN_FILES["train"].base_url,)
-        == ("http://ufldl.stanford.edu/housenumbers/",)
-    )
+    assert SVHN_FILES["train"].base_url == SVHN_URL == "http://ufldl.stanford.edu/housenumbers/"
     assert SVHN_FILES["train"].remote() == RemoteFile(
         "train.tar.gz", sha256=SVHN_FILES["train"].sha256, size=404141560
     )
@@ -548,7 +540,7 @@ def test_a_crash_mid_way_leaves_no_cache_a_rerun_accepts(tmp_path, mini, monkeyp
             raise KeyboardInterrupt  # as if killed while cropping
         return crop_and_resize(*args, **kwargs)
 
-    monkeypatch.setattr(svhn, "crop_and_resize", dies)
+    monkeypatch.setattr(svhn_prepare, "crop_and_resize", dies)
     with pytest.raises(KeyboardInterrupt):
         prepare_svhn(tmp_path, out_dir, files=mini.files, mirrors=(), progress=False)
     assert len(calls) == 4

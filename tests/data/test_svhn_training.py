@@ -14,7 +14,8 @@ import torch
 import stn.data.svhn  # noqa: F401  (registers "svhn")
 from stn.config import ConfigError, resolve_data_section, resolve_run_config, resolve_task_section
 from stn.data import get_dataset
-from stn.data.svhn import SVHNTask, load_prepared
+from stn.data.svhn.prepare import load_prepared
+from stn.data.svhn.task import SVHNTask
 from stn.evaluation import evaluate, load_test_set, prepare_test_set
 from stn.training import network_from_config, train
 from tests.conftest import TINY_DEEP_TRAIN, tiny_config
