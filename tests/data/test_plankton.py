@@ -29,7 +29,7 @@ from stn.data.plankton.sources import PLANKTON_URL, TARBALL, PlanktonFormatError
 from stn.data.plankton.task import PlanktonTask
 from stn.data.prepared import decode_image
 from stn.evaluation import analyse_rotations, evaluate, load_test_set, prepare_test_set
-from stn.geometry import identity, rotation_angle, warp
+from stn.geometry import identity, rotation_angle
 from stn.io import sha256sum
 from stn.training import train
 from tests.conftest import TINY_DEEP_TRAIN, tiny_config
@@ -476,12 +476,9 @@ def test_the_undo_warp_returns_the_canonical_image():
         canvas=64, rotation=180, translation=4, log2_scale=(-0.3785, 0.3785), shear=20, flip=0.5
     )
     images = blobs(64, 16)
-    rendered, params = task.render(images, task.draw(16, torch.Generator().manual_seed(2)))
-    assert not torch.allclose(rendered, images[:, None] / 255, atol=0.05)  # it moved
-    back = warp(rendered, task.undo(params))
-    centre = slice(12, 52)
-    error = (back - images[:, None] / 255)[..., centre, centre].abs()
-    assert error.max() < 0.06, error.max()
+    rendered, _ = task.render(images, task.draw(16, torch.Generator().manual_seed(2)))
+    assert not torch.allclose(rendered, task.canonical(images), atol=0.05)  # it moved
+    assert task.check_undo(images, 0.03, torch.Generator().manual_seed(2)) < 0.03  # smooth blobs: little blur
     # the pose follows MNIST's convention: the undo warp rotates by minus the drawn angle
     pure = PlanktonTask(canvas=64, rotation=90)
     p = pure.parameters(pure.draw(8, torch.Generator().manual_seed(3)))
