@@ -28,10 +28,6 @@ class SVHNArchive:
     base_url: str = SVHN_URL
 
     @property
-    def url(self) -> str:
-        return f"{self.base_url.rstrip('/')}/{self.name}"
-
-    @property
     def split(self) -> str:
         """The folder inside the archive (``train``, ``test``, ``extra``)."""
         return self.name.removesuffix(".tar.gz")

@@ -2,15 +2,13 @@
 
 :func:`crop_box` and :func:`crop_and_resize` make the 64x64 crops: the union of the digit boxes,
 enlarged by 30% in x and in y about its centre, cropped (zeros where it leaves the image) and
-resized. :func:`sequence_labels` makes the 5-position labels (10 = no digit); :func:`length_filter`
+resized. :func:`all_sequence_labels` makes the 5-position labels (10 = no digit); :func:`length_filter`
 drops the sequences longer than 5 digits.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -32,21 +30,6 @@ def decode_png(
         return decode_image(data, "RGB")
     except UndecodableImage as err:
         raise SVHNFormatError(f"{where}: the image does not decode ({err}); {fix}") from err
-
-
-def load_png(path: Path | str) -> np.ndarray:
-    """Decode an RGB image as uint8 ``[H, W, 3]`` (grey or palette images are converted).
-
-    Raises:
-        SVHNFormatError: the file is missing or does not decode; the error names it.
-    """
-    path = Path(path)
-    fix = "the extraction is broken: delete the extracted folder and rerun to re-extract the archive"
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise SVHNFormatError(f"{path}: cannot be read ({err}); {fix}") from err
-    return decode_png(data, str(path), fix)
 
 
 def crop_box(boxes: np.ndarray, image_width: int, image_height: int) -> tuple[int, int, int, int]:
@@ -97,23 +80,6 @@ def crop_and_resize(image: np.ndarray, box: tuple[int, int, int, int], size: int
     return np.asarray(patch.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
-def sequence_labels(labels: Sequence[int] | np.ndarray, max_digits: int = MAX_DIGITS) -> np.ndarray:
-    """The digits (0-9, or 10 for 0 as in the file) in ``max_digits`` positions, padded with 10
-    (no digit): int64 ``[max_digits]``.
-
-    Raises:
-        ValueError: more than ``max_digits`` digits (drop such sequences with :func:`length_filter`).
-    """
-    digits = np.asarray(labels, dtype=np.int64).reshape(-1)
-    if len(digits) > max_digits:
-        raise ValueError(f"{len(digits)} digits, more than {max_digits}")
-    if np.any((digits < 0) | (digits > 10)):
-        raise ValueError(f"digits must be 0-10, got {digits.tolist()}")
-    out = np.full(max_digits, NO_DIGIT, np.int64)
-    out[: len(digits)] = digits % 10
-    return out
-
-
 def length_filter(counts: np.ndarray | DigitStruct, max_digits: int = MAX_DIGITS) -> tuple[np.ndarray, int]:
     """Which images to keep: ``(keep, dropped)``, ``keep`` a bool mask of the images with 1 to
     ``max_digits`` digits and ``dropped`` how many have more (Goodfellow et al. drop them)."""
@@ -125,8 +91,9 @@ def length_filter(counts: np.ndarray | DigitStruct, max_digits: int = MAX_DIGITS
 
 
 def all_sequence_labels(digit_struct: DigitStruct, max_digits: int = MAX_DIGITS) -> np.ndarray:
-    """:func:`sequence_labels` of every image at once: int64 ``[N, max_digits]``; the digits past
-    ``max_digits`` of a longer sequence are cut (such images are dropped by :func:`length_filter`)."""
+    """Every image's digits (0-9; the file's 10 for 0 becomes 0) in ``max_digits`` positions,
+    padded with 10 (no digit): int64 ``[N, max_digits]``; the digits past ``max_digits`` of a
+    longer sequence are cut (such images are dropped by :func:`length_filter`)."""
     n = len(digit_struct)
     counts = digit_struct.counts
     out = np.full((n, max_digits), NO_DIGIT, np.int64)
