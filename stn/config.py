@@ -84,9 +84,10 @@ def resolve_data_section(data: dict[str, Any], where: str = "data section") -> d
 def resolve_task_section(dataset: str, task: dict[str, Any], where: str = "task section") -> dict[str, Any]:
     """A ``task`` section of the data set ``dataset`` validated against the data set's schema,
     with its defaults, and checked by building the task."""
-    resolved = validate(task, get_dataset(dataset).schema()["task"], where, "task")
+    owner = get_dataset(dataset)
+    resolved = validate(task, owner.schema()["task"], where, "task")
     try:
-        get_dataset(dataset).task(resolved)
+        owner.task(resolved)
     except ValueError as error:
         raise ConfigError(f"invalid {where}: {error}") from None
     return resolved
