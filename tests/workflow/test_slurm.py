@@ -252,6 +252,19 @@ def lock_holder(directory: Path) -> str | None:
         return None
 
 
+def settled_step(directory: Path, quiet: float = 1.0, timeout: float = 30.0) -> int | None:
+    """The saved step once it has not changed for ``quiet`` seconds: ``scontrol suspend`` returns
+    before the job's processes are stopped, so a state write may still land just after it."""
+    deadline = time.monotonic() + timeout
+    step, since = saved_step(directory), time.monotonic()
+    while time.monotonic() - since < quiet:
+        assert time.monotonic() < deadline, f"the saved step still changes after {timeout:.0f} s"
+        time.sleep(0.05)
+        if (now := saved_step(directory)) != step:
+            step, since = now, time.monotonic()
+    return step
+
+
 def checkpoint(directory: Path) -> tuple[int, str]:
     """The run's checkpoint's inode and SHA-256 (a new write, atomic by rename, changes the inode)."""
     return (directory / MODEL).stat().st_ino, sha256sum(directory / MODEL)
@@ -275,9 +288,9 @@ def test_a_restarted_snakemake_never_trains_a_run_twice_at_once(slurm, fault_loc
     finally:
         stop(killed)  # the whole process group, as when its ssh session drops
     slurm.run(["scontrol", "suspend", first])
-    steps = [saved_step(directory)]  # the steps saved on disk, in order
     assert train_jobs((directory / "killed.log").read_text()) == [first]
     assert slurm.run(["squeue", "-h", "-j", first, "-o", "%T"]).stdout.split() == ["SUSPENDED"]
+    steps = [settled_step(directory)]  # the steps saved on disk, in order
 
     locked = slurm.run(command, check=False, cwd=directory, env=env, timeout=120)
     assert locked.returncode != 0 and "--unlock" in locked.stdout + locked.stderr, locked.stderr[-3000:]
