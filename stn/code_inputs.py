@@ -42,8 +42,10 @@ def module_path(root: Path, module: str) -> Path | None:
     return None
 
 
-def _imported_modules(tree: ast.Module) -> Iterable[str]:
-    for node in tree.body:
+def imported_modules(nodes: Iterable[ast.AST]) -> Iterable[str]:
+    """The module names the import statements among ``nodes`` name (``from a import b`` names
+    ``a`` and ``a.b``, which may be a submodule)."""
+    for node in nodes:
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -55,7 +57,7 @@ def _imported_modules(tree: ast.Module) -> Iterable[str]:
 def module_imports(path: Path, root: Path) -> frozenset[Path]:
     """The package's files that ``path`` imports at module level (packages bring their ``__init__``)."""
     found = set()
-    for module in _imported_modules(ast.parse(path.read_text(), str(path))):
+    for module in imported_modules(ast.parse(path.read_text(), str(path)).body):
         parts = module.split(".")
         for end in range(2, len(parts) + 1):  # stn.data.mnist imports stn/data/__init__.py too
             file = module_path(root, ".".join(parts[:end]))

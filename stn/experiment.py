@@ -36,10 +36,14 @@ def task_dataset(experiment: dict[str, Any], task: str) -> str:
     return dataset
 
 
+def given_data_section(experiment: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """A data set's ``data`` section as the experiment gives it, with its name and root."""
+    return {"dataset": dataset, "root": data_root(experiment, dataset), **experiment["datasets"][dataset]}
+
+
 def dataset_section(experiment: dict[str, Any], dataset: str) -> dict[str, Any]:
     """The resolved ``data`` section of a data set of the experiment (its schema's defaults filled)."""
-    section = {"dataset": dataset, "root": data_root(experiment, dataset), **experiment["datasets"][dataset]}
-    return resolve_data_section(section, where=f"config (datasets.{dataset})")
+    return resolve_data_section(given_data_section(experiment, dataset), where=f"config (datasets.{dataset})")
 
 
 def task_section(experiment: dict[str, Any], task: str) -> dict[str, Any]:
@@ -80,11 +84,7 @@ def run_config(experiment: dict[str, Any], task: str, network: str, seed: int | 
     run = {
         "seed": int(seed),
         "device": experiment.get("device", "auto"),
-        "data": {
-            "dataset": dataset,
-            "root": data_root(experiment, dataset),
-            **experiment["datasets"][dataset],
-        },
+        "data": given_data_section(experiment, dataset),
         "task": task_section(experiment, task),
         "model": {
             "network": network,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stn.code_inputs import module_path
+from stn.code_inputs import imported_modules, module_path
 
 ROOT = Path(__file__).resolve().parents[1] / "stn"
 SOURCES = sorted(ROOT.rglob("*.py"))
@@ -19,16 +19,8 @@ MAX_FUNCTION_LINES = 80
 def imported_files(path: Path) -> set[Path]:
     """The package's files ``path`` imports anywhere (module level or in a function): a
     ``from a.b import c`` imports ``a/b`` and, where it is a module, ``a/b/c``."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            modules = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            modules = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
-        else:
-            continue
-        found |= {file for module in modules if (file := module_path(ROOT, module)) is not None}
-    return found - {path}
+    modules = imported_modules(ast.walk(ast.parse(path.read_text(), str(path))))
+    return {file for module in modules if (file := module_path(ROOT, module)) is not None} - {path}
 
 
 def find_cycle(graph: dict[Path, set[Path]]) -> list[Path] | None:
