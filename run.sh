@@ -25,6 +25,17 @@ stamp="$VENV/.stn-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo ">> installing the project and its dependencies into $VENV" >&2
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    # Without an NVIDIA GPU, PyTorch's CPU build (about 200 MB) instead of PyPI's default, which
+    # brings several GB of CUDA libraries; STN_TORCH=default keeps the default build.
+    if [ "${STN_TORCH:-auto}" = auto ] && ! command -v nvidia-smi >/dev/null 2>&1; then
+        cpu_torch=$("$VENV/bin/python" tools/cpu_torch.py || true)
+        if [ -n "$cpu_torch" ]; then
+            echo ">> no NVIDIA GPU: installing PyTorch's CPU build ($cpu_torch)" >&2
+            # torch alone from that index (its dependencies come from the usual ones next)
+            "$VENV/bin/python" -m pip install --quiet --no-deps --retries 1 "$cpu_torch" \
+                --extra-index-url https://download.pytorch.org/whl/cpu
+        fi
+    fi
     "$VENV/bin/python" -m pip install --quiet -e '.[test]'
     touch "$stamp"
 fi

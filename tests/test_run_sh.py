@@ -158,3 +158,35 @@ def test_tests_take_no_lock(workdir: Path) -> None:
     finally:
         (workdir / "hold").unlink()
         first.wait(timeout=30)
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_install_asks_for_the_cpu_build_of_torch_only_without_a_gpu(workdir: Path, gpu: bool) -> None:
+    (workdir / ".venv" / ".stn-installed").unlink()  # a new environment: the install runs
+    env_path = os.environ["PATH"]
+    if gpu:
+        fake_bin = workdir / "fake-bin"
+        fake_bin.mkdir()
+        (fake_bin / "nvidia-smi").write_text("#!/bin/sh\n")
+        (fake_bin / "nvidia-smi").chmod(0o755)
+        env_path = f"{fake_bin}:{env_path}"
+    elif shutil.which("nvidia-smi"):
+        pytest.skip("this machine has nvidia-smi")
+    env = {k: v for k, v in os.environ.items() if k not in ("STN_VENV", "PYTHON", "STN_TORCH")}
+    result = subprocess.run(
+        ["bash", "run.sh", "test"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "PATH": env_path},
+    )
+    assert result.returncode == 0, result.stderr
+    installs = [c for c in calls(workdir) if c.startswith("python") and "pytest" not in c]
+    chooser = ["python tools/cpu_torch.py"] if not gpu else []
+    assert installs == [
+        "python -m pip install --quiet --upgrade pip",
+        *chooser,
+        "python -m pip install --quiet -e .[test]",
+    ]
+    assert (workdir / ".venv" / ".stn-installed").exists()
