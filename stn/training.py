@@ -23,6 +23,7 @@ from stn.devices import resolve_device
 from stn.io import DamagedFileError, digest_path, load_torch_verified, redo_hint, save_torch_verified
 from stn.monitor import Divergence, TrainingMonitor, log_interval
 from stn.networks import STNetwork, build_network
+from stn.sgd import SGD
 from stn.train_log import TrainLog, log_path, tensorboard_writer_class
 
 T = TypeVar("T")
@@ -39,13 +40,18 @@ def classification_loss(logits: Tensor, labels: Tensor) -> Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)) * positions
 
 
-def make_optimizer(model: STNetwork, train: dict[str, Any]) -> torch.optim.SGD:
-    """SGD with momentum; localisation-only parameters get ``lr * loc_lr_multiplier``."""
+Optimizer = SGD | torch.optim.SGD
+
+
+def make_optimizer(model: STNetwork, train: dict[str, Any]) -> Optimizer:
+    """SGD with momentum; localisation-only parameters get ``lr * loc_lr_multiplier``. On the
+    CPU :class:`stn.sgd.SGD` (the same step without torch.optim's import of torch._dynamo)."""
     groups = [
         {"params": model.classifier_parameters(), "lr": train["lr"]},
         {"params": model.localisation_parameters(), "lr": train["lr"] * train["loc_lr_multiplier"]},
     ]
-    return torch.optim.SGD(
+    on_cpu = all(param.device.type == "cpu" for param in model.parameters())
+    return (SGD if on_cpu else torch.optim.SGD)(
         [g for g in groups if g["params"]],
         lr=train["lr"],
         momentum=train["momentum"],
@@ -87,7 +93,7 @@ def batch_indices(step: int, num_train: int, batch_size: int, seed: int) -> Tens
 
 
 @torch.no_grad()
-def sgd_update(optimizer: torch.optim.SGD, lrs: list[Tensor]) -> None:
+def sgd_update(optimizer: Optimizer, lrs: list[Tensor]) -> None:
     """``optimizer.step()`` of plain SGD with momentum and weight decay, written with the
     learning rates as device tensors ``lrs`` (one per group) so that a CUDA graph can
     capture it while the schedule changes them. Uses (and needs) the optimizer's momentum
@@ -141,7 +147,7 @@ class TrainingStep:
     def __init__(
         self,
         model: STNetwork,
-        optimizer: torch.optim.SGD,
+        optimizer: Optimizer,
         images: Tensor,
         labels: Tensor,
         task: Task,
