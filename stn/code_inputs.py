@@ -28,6 +28,11 @@ from stn.backbones import BACKBONE_MODULES
 from stn.data import DATASET_PACKAGES
 
 PACKAGE = "stn"
+EVALUATION_MODULES = ("evaluation.py", "evaluation_memo.py", "invariance.py", "statistics.py")
+"""What evaluation runs and training never does (its modules import none of them, at any level:
+tests/test_code_inputs.py): a training job's code inputs leave them out, so an edit of the
+evaluation re-evaluates every run without retraining one. (A training job also evaluates its run
+for the evaluation job, :mod:`stn.evaluation_memo`, under a key that holds this code's checksums.)"""
 
 
 def module_path(root: Path, module: str) -> Path | None:
@@ -91,8 +96,9 @@ def dataset_sources(root: Path, dataset: str) -> list[Path]:
 
 
 def job_sources(root: Path, dataset: str, backbone: str, exclude: Iterable[str] = ()) -> list[Path]:
-    """The code inputs of a training or evaluation job of a run of ``dataset`` on ``backbone``
-    (see the module docstring); ``exclude``: paths relative to ``root`` that are never inputs."""
+    """The code inputs of an evaluation job of a run of ``dataset`` on ``backbone`` (see the
+    module docstring); ``exclude``: paths relative to ``root`` that are never inputs. A training
+    job's are those less :data:`EVALUATION_MODULES`."""
     core = [p for p in root.glob("*.py") if not _excluded(p, root, exclude)]
     sources = import_closure([*core, module_path(root, BACKBONE_MODULES[backbone])], root)
     sources |= {*dataset_sources(root, dataset), *(root / "schemas").glob("*.yaml")}

@@ -12,8 +12,9 @@ from torch import Tensor
 
 from stn.config import load_splits, load_yaml, resolve_test_set_config, task_spec, test_set_key
 from stn.devices import resolve_device
+from stn.evaluation_memo import memo_key, memo_path, write_memo
 from stn.invariance import full_turn, predicted_angles, rotation_responses, rotation_undone
-from stn.io import load_torch_verified, redo_hint, save_json, save_torch_verified
+from stn.io import DamagedFileError, load_torch_verified, redo_hint, save_json, save_torch_verified
 from stn.networks import STNetwork
 from stn.statistics import circular_mean, medoid_spread, pose_spread, wrap_degrees
 from stn.training import load_checkpoint
@@ -137,6 +138,23 @@ def evaluate(
     if out is not None:
         save_json(metrics, out)
     return metrics
+
+
+def evaluate_for_memo(checkpoint: Path | str, test_set: Path | str, code: list[str], device: str) -> str:
+    """The training job's evaluation of its run, left for the run's evaluation job
+    (:mod:`stn.evaluation_memo`) when the task's test set exists; says what it did."""
+    memo_path(checkpoint).unlink(missing_ok=True)  # a memo of an earlier training is of no use
+    if not Path(test_set).is_file():
+        return f"{test_set} does not exist yet: the evaluation job evaluates the run"
+    try:
+        key = memo_key(checkpoint, test_set, code, device)
+        metrics = evaluate(checkpoint, test_set, None, device)
+        if memo_key(checkpoint, test_set, code, device) != key:  # replaced meanwhile
+            return "a test set or code input changed during the evaluation: the evaluation job evaluates"
+    except (DamagedFileError, OSError, ValueError) as error:
+        return f"not evaluated here ({error}): the evaluation job evaluates the run"
+    write_memo(checkpoint, key, metrics)
+    return f"evaluated for the evaluation job: test error {metrics['test_error']}"
 
 
 PREDICTED_ANGLE_BINS = 72  # 5° bins of the predicted angle in the rotation analysis

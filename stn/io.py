@@ -16,9 +16,10 @@ import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 FULL_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 """Errors of a write that ran out of space: a full disk, a quota, a file-size limit."""
@@ -111,6 +112,8 @@ def _write_torch(obj: Any, tmp: Path, path: Path) -> None:
     """``torch.save(obj)`` into ``tmp`` (the temporary file of ``path``); a write that runs out of
     space raises :class:`DiskFullError` with the size of the whole file (torch's own error would
     neither say why nor how much)."""
+    import torch  # here, not at module level: a job that writes only JSON never imports torch
+
     sink = None
     try:
         with open(tmp, "wb") as file:
@@ -131,6 +134,8 @@ def save_torch(obj: Any, path: Path | str) -> None:
 
 def load_torch(path: Path | str, map_location: str | torch.device = "cpu") -> Any:
     """Load a file written by :func:`save_torch` (tensors and plain containers only)."""
+    import torch
+
     return torch.load(path, map_location=map_location, weights_only=True)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from stn.backbones import BACKBONE_MODULES, backbone_spec
-from stn.code_inputs import data_sources, job_sources
+from stn.code_inputs import EVALUATION_MODULES, data_sources, import_closure, job_sources
 from stn.data import DATASET_PACKAGES, get_dataset
 
 ROOT = Path(__file__).resolve().parents[1] / "stn"
@@ -40,6 +40,29 @@ def test_a_job_depends_on_the_core_its_data_set_and_its_backbone_only(dataset):
         assert not own_code(other) & sources, other
     assert not {name for name in sources if name.startswith(("report/", "bench/"))}
     assert not {"fidelity.py", "paper_results.yaml"} & sources
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_training_code_leaves_out_and_never_imports_the_evaluation(dataset):
+    evaluation = names(job_sources(ROOT, dataset, dataset, NOT_JOB_CODE))
+    training = job_sources(ROOT, dataset, dataset, NOT_JOB_CODE + EVALUATION_MODULES)
+    assert set(EVALUATION_MODULES) <= evaluation
+    assert names(training) == evaluation - set(EVALUATION_MODULES)
+    modules = [path for path in training if path.suffix == ".py"]
+    assert not names(import_closure(modules, ROOT)) & set(EVALUATION_MODULES)  # not even indirectly
+
+
+def test_training_a_run_loads_no_evaluation_module(tmp_path):
+    """At run time too (imports inside functions included), a training job runs no evaluation code."""
+    modules = sorted(f"stn.{name.removesuffix('.py')}" for name in EVALUATION_MODULES)
+    code = (
+        "import sys; from stn.training import train; from tests.conftest import tiny_config; "
+        f"train(tiny_config(), {str(tmp_path / 'model.pt')!r}); "
+        f"print(sorted(m for m in sys.modules if m in {modules!r}))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT.parent)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (tmp_path / "model.pt").exists() and run.stdout.split("\n")[-2] == "[]", run.stdout[-500:]
 
 
 def test_a_job_follows_its_runs_backbone_not_its_data_sets_name():

@@ -189,6 +189,18 @@ def test_end_to_end_run_is_incremental(tiny_run):
     stability = pd.read_csv(tmp_path / "results/tables/mnist_stability.csv", index_col=0)
     assert list(stability.index) == ["STN-C0", "STN-C1"] and stability.loc["STN-C0", "R_diverged"] == 1
     assert (tmp_path / "logs/train/R/CNN/seed0.log").exists()
+    # a run's metrics, whether its evaluation job computed them or took its training job's
+    # (stn.evaluation_memo), are what evaluating its checkpoint gives
+    from stn.evaluation import evaluate
+
+    for log in sorted((tmp_path / "logs/evaluate").rglob("*.log")):
+        task, network, seed = log.relative_to(tmp_path / "logs/evaluate").with_suffix("").parts
+        run = tmp_path / "results/runs" / task / network / seed
+        written = json.loads((run / "metrics.json").read_text())
+        fresh = evaluate(run / "model.pt", tmp_path / f"resources/test_sets/{task}.pt", None, "cpu")
+        assert {k: v for k, v in written.items() if k != "eval_seconds"} == {
+            k: v for k, v in fresh.items() if k != "eval_seconds"
+        }, log
     assert (tmp_path / "benchmarks/train/R/CNN/seed0.tsv").exists()
 
     # a second run does nothing
@@ -258,6 +270,10 @@ def test_end_to_end_run_is_incremental(tiny_run):
     jobs, _ = copy_plan()  # the report's code: every table and figure again, no run
     assert jobs["table"] == 2 and jobs["training_figure"] == 2 and jobs["proof_figure"] == 1
     assert not {"train", "evaluate", "rotation_analysis", "test_set", "prepare_data"} & set(jobs)
+    edit("stn/evaluation.py")
+    jobs, _ = copy_plan()  # the evaluation's code: every run re-evaluated, none retrained
+    assert jobs["evaluate"] == 6 + ORACLE_RUNS and jobs["rotation_analysis"] >= 1
+    assert not {"train", "test_set", "prepare_data"} & set(jobs)
     marker = "stn imported from the copy"
     with open(repo / "stn" / "networks.py", "a") as source:
         source.write(f"\nimport sys  # noqa: E402\n\nprint({marker!r}, file=sys.stderr)\n")

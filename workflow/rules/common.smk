@@ -25,12 +25,14 @@ NOT_JOB_CODE = ("report", "bench", "front_page.py", "fidelity.py")
 
 
 @cache
-def job_code(dataset, backbone):
-    """The code inputs of a training or evaluation job of a run of `dataset` on `backbone`: the
-    shared core, its data set's package and its backbone's module (stn.code_inputs), so an
-    edit of another data set's or backbone's code plans nothing.
+def job_code(dataset, backbone, training=False):
+    """The code inputs of an evaluation job (or with `training`, a training job) of a run of
+    `dataset` on `backbone`: the shared core, its data set's package and its backbone's module
+    (stn.code_inputs), so an edit of another data set's or backbone's code plans nothing; a
+    training job's leave out what only evaluation runs (code_inputs.EVALUATION_MODULES).
     """
-    sources = code_inputs.job_sources(REPO / "stn", dataset, backbone, NOT_JOB_CODE)
+    exclude = NOT_JOB_CODE + (code_inputs.EVALUATION_MODULES if training else ())
+    sources = code_inputs.job_sources(REPO / "stn", dataset, backbone, exclude)
     return [os.path.relpath(path) for path in sources]
 
 
@@ -41,8 +43,30 @@ def data_code(dataset):
 
 
 def run_code(wildcards):
+    """The code inputs of an evaluation job of a run."""
     run = run_config(wildcards.task, wildcards.network, wildcards.seed)
     return job_code(run["data"]["dataset"], run["model"]["backbone"])
+
+
+def training_code(wildcards):
+    """The code inputs of a run's training job."""
+    run = run_config(wildcards.task, wildcards.network, wildcards.seed)
+    return job_code(run["data"]["dataset"], run["model"]["backbone"], training=True)
+
+
+TEST_SET = "resources/test_sets/{task}.pt"
+"""The fixed test set of a task (rule test_set)."""
+
+
+def evaluation_memo(wildcards):
+    """What a training job needs to evaluate its run for the evaluation job, under the key that
+    job checks (stn.evaluation_memo): the test set (read if it exists, not an input, so that
+    training never waits for it), the evaluation job's code inputs and device."""
+    return {
+        "test_set": TEST_SET.format(task=wildcards.task),
+        "code": run_code(wildcards),
+        "device": config["device"],
+    }
 
 
 REPORT_LIBRARY = [os.path.relpath(REPO / "stn" / name) for name in REPORT_MODULES]

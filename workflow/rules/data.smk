@@ -36,7 +36,7 @@ rule test_set:
         data=prepared_data,
         code=lambda wildcards: data_code(task_dataset(wildcards.task)),
     output:
-        "resources/test_sets/{task}.pt",
+        TEST_SET,
     log:
         "logs/test_set/{task}.log",
     conda:

@@ -2,7 +2,7 @@ rule train:
     """Train one network on one task with one seed (resumes after an interruption)."""
     input:
         data=prepared_data,
-        code=run_code,
+        code=training_code,
     output:
         model=f"{run_dir('{task}', '{network}', '{seed}')}/model.pt",
         log=f"{run_dir('{task}', '{network}', '{seed}')}/train_log.csv",
@@ -22,5 +22,6 @@ rule train:
         run=lambda wildcards: run_config(
             wildcards.task, wildcards.network, wildcards.seed
         ),
+        memo=evaluation_memo,
     script:
         "../scripts/train.py"

@@ -1,4 +1,4 @@
-"""Train one run of the workflow."""
+"""Train one run of the workflow, then evaluate it for its evaluation job (stn.evaluation_memo)."""
 
 import json
 
@@ -19,3 +19,8 @@ with output_to(snakemake.log[0]):
         print(f"error: {error}")
         raise SystemExit(f"error: {error}") from None
     print(json.dumps(stats, indent=2))
+
+    from stn.evaluation import evaluate_for_memo
+
+    memo = snakemake.params.memo
+    print(evaluate_for_memo(snakemake.output.model, memo["test_set"], memo["code"], memo["device"]))
