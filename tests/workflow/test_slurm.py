@@ -48,6 +48,16 @@ ON_SLURM = (
 )
 
 
+POLLING = Path(__file__).with_name("slurm_polling.py")
+
+
+def cluster_command(directory: Path, config: dict, *args: str) -> list[str]:
+    """``snakemake_command`` through the profile, with status checks at most 2 s apart (slurm_polling)."""
+    command = snakemake_command(directory, config, *ON_SLURM, *args)
+    assert command[: len(SNAKEMAKE)] == SNAKEMAKE
+    return [sys.executable, str(POLLING), *command[3:]]
+
+
 def cluster_env(slurm: LocalSlurm) -> dict[str, str]:
     """The environment of Snakemake on the test cluster's login node (which is also its node)."""
     env = slurm.env()
@@ -68,7 +78,7 @@ def test_workflow_on_slurm_equals_local_run(slurm, tiny_run, tmp_path):
     plan = planned_jobs(cluster, CONFIG)
     expected_jobs = sum(count for rule, count in plan.items() if rule not in LOCAL_RULES)
 
-    command = snakemake_command(cluster, CONFIG, *ON_SLURM)
+    command = cluster_command(cluster, CONFIG)
     run = slurm.run(command, check=False, cwd=cluster, env=cluster_env(slurm), timeout=600)
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-5000:]
@@ -141,7 +151,7 @@ def cluster_dir(tmp_path: Path, local_run: Path) -> Path:
 
 def start_snakemake(directory: Path, env: dict[str, str], log: str, *args: str) -> subprocess.Popen:
     """Snakemake of ``SLURM_FAULT``'s run on the cluster, in its own process group, output to ``log``."""
-    command = snakemake_command(directory, SLURM_FAULT, *ON_SLURM, *args, TARGET)
+    command = cluster_command(directory, SLURM_FAULT, *args, TARGET)
     with open(directory / log, "w") as out:
         return subprocess.Popen(
             command, cwd=directory, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -279,7 +289,7 @@ def test_a_restarted_snakemake_never_trains_a_run_twice_at_once(slurm, fault_loc
     until its copy is seen waiting, as a long training would be still running.)"""
     directory = cluster_dir(tmp_path, fault_local_run)
     env = cluster_env(slurm)
-    command = snakemake_command(directory, SLURM_FAULT, *ON_SLURM, TARGET)
+    command = cluster_command(directory, SLURM_FAULT, TARGET)
     killed = start_snakemake(directory, env, "killed.log")
     try:
         wait("saved state", lambda: saved_step(directory), killed)
