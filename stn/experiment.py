@@ -77,6 +77,25 @@ def runs(experiment: dict[str, Any]) -> list[tuple[str, str]]:
     return list(dict.fromkeys(pairs))
 
 
+def table_seeds(experiment: dict[str, Any], table: str, task: str) -> list[int]:
+    """The seeds of a table's runs on ``task``: its own ``seeds`` of that task, else the config's."""
+    return experiment["report"]["tables"][table].get("seeds", {}).get(task, experiment["seeds"])
+
+
+def seeded_runs(experiment: dict[str, Any]) -> list[tuple[str, str, int]]:
+    """Every (task, network, seed) the config trains, in order, without repeats: :func:`runs` x
+    ``seeds``, then each table's runs with its own seeds."""
+    triples = [(task, network, seed) for task, network in runs(experiment) for seed in experiment["seeds"]]
+    for table, spec in experiment.get("report", {}).get("tables", {}).items():
+        triples += [
+            (task, network, seed)
+            for task in spec["tasks"]
+            for network in table_networks(experiment, table)
+            for seed in table_seeds(experiment, table, task)
+        ]
+    return list(dict.fromkeys(triples))
+
+
 def run_config(experiment: dict[str, Any], task: str, network: str, seed: int | str) -> dict[str, Any]:
     """The resolved run config (``stn/schemas/run.schema.yaml``) of one run of the experiment."""
     dataset = task_dataset(experiment, task)

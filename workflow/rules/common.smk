@@ -144,6 +144,11 @@ def check_config():
             raise ConfigError(
                 f"config: report.tables.{table}.tasks: unknown tasks {sorted(unknown)}"
             )
+        unknown = set(spec.get("seeds", {})) - set(spec["tasks"])
+        if unknown:
+            raise ConfigError(
+                f"config: report.tables.{table}.seeds: {sorted(unknown)} are not tasks of the table"
+            )
         for pair in spec.get("contrasts", []):
             unknown = set(pair) - set(table_networks(table))
             if unknown:
@@ -211,13 +216,18 @@ def prepared_data(wildcards):
     return f"resources/prepared/{task_dataset(wildcards.task)}.json"
 
 
+def table_seeds(table, task):
+    """The seeds of a table's runs on a task: its own, else the config's."""
+    return experiment.table_seeds(config, table, task)
+
+
 def table_metrics(table):
     """The metrics of every run of a table: its tasks x networks x seeds."""
     return [
         f"{run_dir(task, network, seed)}/metrics.json"
         for task in config["report"]["tables"][table]["tasks"]
         for network in table_networks(table)
-        for seed in config["seeds"]
+        for seed in table_seeds(table, task)
     ]
 
 
@@ -244,7 +254,7 @@ def rotation_analyses(table):
         for task in config["report"]["tables"][table]["tasks"]
         for network in table_networks(table)
         if network != "CNN"
-        for seed in config["seeds"]
+        for seed in table_seeds(table, task)
     ]
 
 
@@ -252,8 +262,7 @@ def all_metrics():
     """The metrics of every run the tables need."""
     return [
         f"{run_dir(task, network, seed)}/metrics.json"
-        for task, network in runs()
-        for seed in config["seeds"]
+        for task, network, seed in experiment.seeded_runs(config)
     ]
 
 
