@@ -39,6 +39,9 @@ rule test_set:
         TEST_SET,
     log:
         "logs/test_set/{task}.log",
+    # before the trainings it does not block: a training job that finds its test set evaluates
+    # its run for the evaluation job (stn.evaluation_memo)
+    priority: 1
     conda:
         SOFTWARE
     params:
