@@ -42,7 +42,9 @@ fi
 export PATH="$PWD/$VENV/bin:$PATH"
 
 case "${1:-all}" in
-    test) shift; exec python -m pytest "$@" ;;  # tests work in temporary directories: no lock
+    # Tests work in temporary directories: no lock. They run on one pytest-xdist worker per core
+    # (STN_TEST_WORKERS=0: in this process); tests that share a local SLURM cluster stay on one.
+    test) shift; exec python -m pytest -n "${STN_TEST_WORKERS:-auto}" --dist loadgroup "$@" ;;
     all) if [ $# -gt 0 ]; then shift; fi ;;
 esac
 

@@ -1,7 +1,5 @@
 """``python -m stn``."""
 
-import sys
+from stn.cli import run
 
-from stn.cli import main
-
-sys.exit(main())
+run()

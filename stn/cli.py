@@ -138,3 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     except (TrainingDiverged, GpuOutOfMemory, DiskFullError) as error:  # each message names the fix
         print(f"error: {error}", file=sys.stderr)
         return 1
+
+
+def run() -> None:
+    """The console entry point (``stn``, ``python -m stn``): :func:`main`, then an exit that
+    skips collecting what the command made (:func:`stn.job.freeze_for_exit`)."""
+    from stn.job import freeze_for_exit
+
+    status = main()
+    freeze_for_exit()
+    sys.exit(status)

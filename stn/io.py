@@ -219,15 +219,3 @@ def load_torch_verified(
 
 def save_json(obj: Any, path: Path | str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
-
-
-@contextmanager
-def output_to(log: Path | str) -> Iterator[None]:
-    """Append stdout and stderr (progress bars included) to ``log`` within the block: a second
-    copy of a job (resubmitted while the first still runs) adds to the first's log, never
-    truncating what it wrote."""
-    import contextlib
-
-    Path(log).parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a") as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
-        yield

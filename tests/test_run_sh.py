@@ -154,7 +154,7 @@ def test_tests_take_no_lock(workdir: Path) -> None:
     try:
         result = run(workdir, "test", "-x")
         assert result.returncode == 0, result.stderr
-        assert calls(workdir)[-1] == "python -m pytest -x"
+        assert calls(workdir)[-1] == "python -m pytest -n auto --dist loadgroup -x"  # a worker per core
     finally:
         (workdir / "hold").unlink()
         first.wait(timeout=30)

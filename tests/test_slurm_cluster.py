@@ -11,7 +11,8 @@ import pytest
 
 from tests.slurm_cluster import LocalSlurm
 
-pytestmark = pytest.mark.slurm
+# one worker runs them all under pytest-xdist (--dist loadgroup): they share one local cluster
+pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
 
 
 def sacct(slurm: LocalSlurm, *args: str) -> list[list[str]]:

@@ -23,7 +23,8 @@ from tests.test_faults import DETERMINISTIC, FAULT_CONFIG, RUN, TARGET, saved_st
 from tests.test_slurm_cluster import wait_for_sacct
 from tests.workflow.test_workflow import ROOT, SNAKEMAKE, TINY, planned_jobs, snakemake, snakemake_command
 
-pytestmark = pytest.mark.slurm
+# one worker runs them all under pytest-xdist (--dist loadgroup): they share one local cluster
+pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
 
 CONFIG = copy.deepcopy(TINY) | {
     "tasks": {"R": TINY["tasks"]["R"]},

@@ -6,11 +6,11 @@ import torch
 
 from stn.config import load_splits
 from stn.evaluation import diverged
-from stn.io import output_to
+from stn.job import job
 from stn.report.views import alignment_figure
 from stn.training import load_checkpoint
 
-with output_to(snakemake.log[0]):
+with job(snakemake.log[0]):
     settings = snakemake.params.alignment
     networks = settings["networks"]
     rotation, scale_models, contents = {}, {}, []

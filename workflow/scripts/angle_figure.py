@@ -4,11 +4,11 @@ from pathlib import Path
 
 from stn.evaluation import diverged, load_test_set
 from stn.invariance import predicted_angles
-from stn.io import output_to
+from stn.job import job
 from stn.report.views import angle_figure
 from stn.training import load_checkpoint
 
-with output_to(snakemake.log[0]):
+with job(snakemake.log[0]):
     angles = {}
     for network, path in zip(snakemake.params.networks, snakemake.input.models, strict=True):
         model, content = load_checkpoint(path)

@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
-from stn.io import output_to
+from stn.job import job
 from stn.report.figures import depth_figure
 from stn.report.tables import load_metrics
 
-with output_to(snakemake.log[0]):
+with job(snakemake.log[0]):
     metrics = load_metrics(snakemake.input.metrics)
     stem = Path(snakemake.output[0]).with_suffix("")
     depth_figure(

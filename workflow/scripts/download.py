@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from stn.data import get_dataset
-from stn.io import output_to
+from stn.job import job
 
-with output_to(snakemake.log[0]):
+with job(snakemake.log[0]):
     data = snakemake.params.data
     get_dataset(data["dataset"]).fetch(data, Path(snakemake.output[0]))

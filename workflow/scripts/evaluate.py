@@ -2,9 +2,10 @@
 made under the same key (stn.evaluation_memo), without importing torch."""
 
 from stn.evaluation_memo import memo_key, remembered
-from stn.io import DamagedFileError, output_to, save_json
+from stn.io import DamagedFileError, save_json
+from stn.job import job
 
-with output_to(snakemake.log[0]):
+with job(snakemake.log[0]):
     model, test_set, device = snakemake.input.model, snakemake.input.test_set, snakemake.params.device
     metrics = remembered(model, memo_key(model, test_set, snakemake.input.code, device))
     if metrics is not None:

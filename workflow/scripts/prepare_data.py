@@ -3,9 +3,10 @@
 from pathlib import Path
 
 from stn.data import get_dataset
-from stn.io import output_to, save_json, sha256sum
+from stn.io import save_json, sha256sum
+from stn.job import job
 
-with output_to(snakemake.log[0]):
+with job(snakemake.log[0]):
     data = snakemake.params.data
     splits = get_dataset(data["dataset"]).load(data)
     manifest = {

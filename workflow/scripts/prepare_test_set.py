@@ -1,7 +1,7 @@
 """Generate a task's fixed test set."""
 
 from stn.evaluation import prepare_test_set
-from stn.io import output_to
+from stn.job import job
 
-with output_to(snakemake.log[0]):
+with job(snakemake.log[0]):
     print(prepare_test_set(snakemake.params.config, snakemake.output[0]))

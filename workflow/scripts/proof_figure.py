@@ -6,11 +6,11 @@ import torch
 
 from stn.config import load_splits
 from stn.invariance import realign_feature_maps, transformation
-from stn.io import output_to
+from stn.job import job
 from stn.report.views import proof_figure
 from stn.training import load_checkpoint
 
-with output_to(snakemake.log[0]):
+with job(snakemake.log[0]):
     proof = snakemake.params.proof
     realignments = {}
     for network, path in zip(proof["networks"], snakemake.input.models, strict=True):

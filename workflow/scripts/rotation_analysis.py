@@ -1,9 +1,9 @@
 """The rotation analysis of one checkpoint on its task's fixed test set."""
 
 from stn.evaluation import analyse_rotations
-from stn.io import output_to
+from stn.job import job
 
-with output_to(snakemake.log[0]):
+with job(snakemake.log[0]):
     result = analyse_rotations(
         snakemake.input.model,
         snakemake.input.test_set,

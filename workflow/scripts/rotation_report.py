@@ -4,11 +4,11 @@ import json
 from functools import partial
 from pathlib import Path
 
-from stn.io import output_to
+from stn.job import job
 from stn.report.rotation import format_rotation_table, rotation_figure, rotation_table
 from stn.report.writers import write_table
 
-with output_to(snakemake.log[0]):
+with job(snakemake.log[0]):
     analyses = [json.loads(Path(path).read_text()) for path in snakemake.input.analyses]
     skipped = [a for a in analyses if a.get("status") == "diverged"]
     for analysis in skipped:

@@ -3,11 +3,11 @@
 from functools import partial
 from pathlib import Path
 
-from stn.io import output_to
+from stn.job import job
 from stn.report import training
 from stn.report.writers import write_table
 
-with output_to(snakemake.log[0]):
+with job(snakemake.log[0]):
     tasks, networks = snakemake.params.tasks, snakemake.params.networks
     runs = training.load_runs(snakemake.input.metrics, snakemake.input.logs)
     table = training.stability_table(runs, networks, tasks)

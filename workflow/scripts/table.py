@@ -3,12 +3,12 @@
 from functools import partial
 from pathlib import Path
 
-from stn.io import output_to
+from stn.job import job
 from stn.report.figures import error_figure
 from stn.report.tables import contrast_table, format_contrasts, format_table, load_metrics, summary_table
 from stn.report.writers import write_table
 
-with output_to(snakemake.log[0]):
+with job(snakemake.log[0]):
     tasks, networks = snakemake.params.tasks, snakemake.params.networks
     name = snakemake.wildcards.table
     metrics = load_metrics(snakemake.input.metrics)

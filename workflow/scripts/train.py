@@ -4,10 +4,11 @@ import json
 
 import torch
 
-from stn.io import DiskFullError, output_to
+from stn.io import DiskFullError
+from stn.job import job
 from stn.training import GpuOutOfMemory, TrainingDiverged, train
 
-with output_to(snakemake.log[0]):
+with job(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)
     try:
         stats = train(

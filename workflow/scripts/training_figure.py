@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-from stn.io import output_to
+from stn.job import job
 from stn.report.training import load_runs, training_figure
 
-with output_to(snakemake.log[0]):
+with job(snakemake.log[0]):
     runs = load_runs(snakemake.input.metrics, snakemake.input.logs)
     training_figure(
         runs, snakemake.params.networks, snakemake.params.tasks, Path(snakemake.output[0]).with_suffix("")
