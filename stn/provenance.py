@@ -13,9 +13,11 @@ import socket
 import subprocess
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
 
 TRAIN_STATS_KEY = "provenance"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -71,6 +73,8 @@ def cpu_model() -> str | None:
 def environment(device: torch.device | str) -> dict[str, Any]:
     """The software and hardware a run used: Python, torch, CUDA (``None`` for a CPU build of
     torch), the device, its model (the GPU's on CUDA, else the CPU's) and the host name."""
+    import torch  # here: the report's jobs, which read provenance, never import torch
+
     device = torch.device(device)
     on_cuda = device.type == "cuda"
     return {

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from stn.config import ConfigError
 from stn.io import atomic_write
 
 LOG_NAME = "train_log.csv"
@@ -47,6 +46,8 @@ def _csv_text(rows: Sequence[dict[str, float]], header: bool) -> str:
 
 def tensorboard_writer_class() -> Any:
     """``torch.utils.tensorboard.SummaryWriter``; a clear error where the package is missing."""
+    from stn.config import ConfigError  # here: reading a log (the report's jobs) needs no torch
+
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:

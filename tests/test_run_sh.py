@@ -48,7 +48,7 @@ def workdir(tmp_path: Path) -> Path:
 
 
 def run(directory: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("STN_VENV", "PYTHON")}
+    env = {k: v for k, v in os.environ.items() if k not in ("STN_VENV", "PYTHON", "STN_TEST_WORKERS")}
     return subprocess.run(
         ["bash", "run.sh", *args], cwd=directory, capture_output=True, text=True, timeout=60, env=env
     )
