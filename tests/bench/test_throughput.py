@@ -66,6 +66,7 @@ def test_plankton_config_projects_its_device_hours():
     experiment = yaml.safe_load((Path(__file__).parents[2] / "config" / "plankton.yaml").read_text())
     experiment["backbones"]["plankton"]["args"] = {"channels": [2] * 10, "hidden": [4]}
     experiment["train"]["batch_size"] = 2
+    experiment["datasets"]["plankton"]["images"] = 500  # the random images drawn from: not 60,736
     networks = ["CNN", "STN-C10", "STN-SL4x2"]
     report = run_benchmark(experiment, "cpu", ["fp32"], networks=networks, seconds=0.05)
     assert [(e["task"], e["network"]) for e in report["runs"]] == [("Plankton", n) for n in networks]

@@ -21,6 +21,7 @@ from stn.train_log import TIMING_COLUMNS, read_log
 from tests.slurm_cluster import LocalSlurm
 from tests.test_faults import DETERMINISTIC, FAULT_CONFIG, RUN, TARGET, saved_step
 from tests.test_slurm_cluster import wait_for_sacct
+from tests.workflow import warm_snakemake
 from tests.workflow.test_workflow import ROOT, SNAKEMAKE, TINY, planned_jobs, snakemake, snakemake_command
 
 # one worker runs them all under pytest-xdist (--dist loadgroup): they share one local cluster
@@ -113,9 +114,7 @@ def test_paper_dry_run_asks_one_gpu_per_training_job(tmp_path):
         str(ROOT / "profiles" / "slurm"),
         "--dry-run",
     ]
-    import subprocess
-
-    out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    out = warm_snakemake.run(command, ROOT)
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-3000:]
     jobs = re.findall(r"\nrule (\w+):\n(.*?)\n\n", text, re.DOTALL)

@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.workflow import warm_snakemake
+
 ROOT = Path(__file__).resolve().parents[2]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
 
@@ -63,7 +65,7 @@ def snakemake_command(directory: Path, config: dict, *args: str) -> list[str]:
 
 def snakemake(directory: Path, config: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     command = snakemake_command(directory, config, "--cores", "2", *args)
-    result = subprocess.run(command, capture_output=True, text=True, cwd=directory)
+    result = warm_snakemake.run(command, directory)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
@@ -295,7 +297,7 @@ def test_end_to_end_run_is_incremental(tiny_run):
 
 
 def test_lint_and_format():
-    lint = subprocess.run([*SNAKEMAKE, "--lint"], capture_output=True, text=True, cwd=ROOT)
+    lint = warm_snakemake.run([*SNAKEMAKE, "--lint"], ROOT)
     assert lint.returncode == 0, lint.stdout + lint.stderr
     assert "Lints for" not in lint.stdout + lint.stderr
     files = [ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk"))]
