@@ -62,3 +62,24 @@ def slurm(tmp_path_factory) -> LocalSlurm:
         yield cluster
     finally:
         cluster.stop()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under ``--dist loadgroup``, stop before any test where pytest-xdist cannot group the tests
+    marked ``xdist_group`` (pytest-xdist#1386, pytest 9.2 with pytest-xdist 3.8): they would be
+    spread over the workers, each SLURM test starting a cluster of its own, slower."""
+    option = config.option
+    workers = getattr(option, "dist", None) == "loadgroup" and option.numprocesses
+    if not workers or hasattr(config, "workerinput"):
+        return
+    from importlib.metadata import version
+
+    pytest_version, xdist_version = (
+        tuple(map(int, version(name).split(".")[:2])) for name in ("pytest", "pytest-xdist")
+    )
+    if pytest_version >= (9, 2) and xdist_version <= (3, 8):
+        raise pytest.UsageError(
+            f"pytest {version('pytest')} with pytest-xdist {version('pytest-xdist')} ignores xdist_group "
+            "under --dist loadgroup (pytest-xdist#1386): install the test extra's pytest "
+            "(pip install -e '.[test]'), or run the tests in one process (STN_TEST_WORKERS=0)"
+        )
