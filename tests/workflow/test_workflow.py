@@ -6,8 +6,10 @@ import copy
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -74,7 +76,11 @@ def snakemake(directory: Path, config: dict, *args: str, check: bool = True) -> 
 def planned_jobs(directory: Path, config: dict, *args: str) -> dict[str, int]:
     """Rule name -> number of jobs a dry run would execute."""
     result = snakemake(directory, config, "--dry-run", "--quiet", "rules", *args)
-    text = result.stdout + result.stderr
+    return jobs_of_dry_run(result.stdout + result.stderr)
+
+
+def jobs_of_dry_run(text: str) -> dict[str, int]:
+    """Rule name -> number of jobs in the output of ``snakemake --dry-run --quiet rules``."""
     if "Nothing to be done" in text:
         return {}
     table = text[text.index("job ") :]
@@ -172,7 +178,7 @@ def test_bad_configs_fail_before_any_job(tmp_path, change, message):
 
 
 @pytest.mark.slow
-def test_end_to_end_run_is_incremental(tiny_run):
+def test_end_to_end_run_writes_every_table_figure_and_training_log(tiny_run):
     tmp_path = tiny_run
     for table in ("mnist", "mnist_contrasts", "mnist_oracle", "mnist_oracle_contrasts"):
         for ext in ("csv", "md", "tex", "html"):
@@ -202,27 +208,30 @@ def test_end_to_end_run_is_incremental(tiny_run):
     stability = pd.read_csv(tmp_path / "results/tables/mnist_stability.csv", index_col=0)
     assert list(stability.index) == ["STN-C0", "STN-C1"] and stability.loc["STN-C0", "R_diverged"] == 1
     assert (tmp_path / "logs/train/R/CNN/seed0.log").exists()
-    # a run's metrics, whether its evaluation job computed them or took its training job's
-    # (stn.evaluation_memo), are what evaluating its checkpoint gives
+    assert (tmp_path / "benchmarks/train/R/CNN/seed0.tsv").exists()
+
+
+def test_each_metrics_file_is_what_evaluating_its_checkpoint_gives(tiny_run):
+    """Whether its evaluation job computed them or took its training job's (stn.evaluation_memo)."""
     from stn.evaluation import evaluate
 
-    for log in sorted((tmp_path / "logs/evaluate").rglob("*.log")):
-        task, network, seed = log.relative_to(tmp_path / "logs/evaluate").with_suffix("").parts
-        run = tmp_path / "results/runs" / task / network / seed
+    for log in sorted((tiny_run / "logs/evaluate").rglob("*.log")):
+        task, network, seed = log.relative_to(tiny_run / "logs/evaluate").with_suffix("").parts
+        run = tiny_run / "results/runs" / task / network / seed
         written = json.loads((run / "metrics.json").read_text())
-        fresh = evaluate(run / "model.pt", tmp_path / f"resources/test_sets/{task}.pt", None, "cpu")
+        fresh = evaluate(run / "model.pt", tiny_run / f"resources/test_sets/{task}.pt", None, "cpu")
         assert {k: v for k, v in written.items() if k != "eval_seconds"} == {
             k: v for k, v in fresh.items() if k != "eval_seconds"
         }, log
-    assert (tmp_path / "benchmarks/train/R/CNN/seed0.tsv").exists()
 
-    # a second run does nothing
-    assert planned_jobs(tmp_path, TINY) == {}
+
+def test_a_rerun_does_only_what_a_config_change_touches(tiny_run):
+    assert planned_jobs(tiny_run, TINY) == {}  # a second run does nothing
 
     # one network's hyperparameter: only its runs retrain, and the report follows
     changed = copy.deepcopy(TINY)
     changed["overrides"]["STN-C1"] = {"train": {"loc_lr_multiplier": 0.5}}
-    jobs = planned_jobs(tmp_path, changed)
+    jobs = planned_jobs(tiny_run, changed)
     assert jobs["train"] == 2 and jobs["evaluate"] == 2 and "test_set" not in jobs
     assert (
         jobs["table"] == 1 and jobs["alignment_figure"] == jobs["angle_figure"] == jobs["proof_figure"] == 1
@@ -231,66 +240,71 @@ def test_end_to_end_run_is_incremental(tiny_run):
     assert jobs["training_figure"] == jobs["stability"] == 1  # mnist's, not mnist_oracle's
 
     # a new seed trains only the new runs
-    jobs = planned_jobs(tmp_path, copy.deepcopy(TINY) | {"seeds": [0, 1]})
+    jobs = planned_jobs(tiny_run, copy.deepcopy(TINY) | {"seeds": [0, 1]})
     assert jobs["train"] == 6 + ORACLE_RUNS and "test_set" not in jobs
 
-    # editing the model code retrains what depends on it, but keeps the test sets
-    # (Snakemake compares checksums, so the content must change, not only the time). The edit is
-    # made to a copy of the workflow and package, never to the checkout: the copy and a copy of
-    # the run sit at the same relative places (both mirrored under tmp_path, mtimes kept), so
-    # Snakemake sees the same input paths and, before the edit, nothing to do.
-    import shutil
-    import tempfile
 
-    work = Path(tempfile.mkdtemp(prefix="code-change", dir=tmp_path.parent))  # the shared run stays as is
-    repo, run = work / ROOT.relative_to(ROOT.anchor), work / tmp_path.relative_to(tmp_path.anchor)
-    repo.mkdir(parents=True)
-    for name in ("Snakefile", "workflow", "config", "profiles", "stn"):
-        if (ROOT / name).is_dir():
-            shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(ROOT / name, repo / name)
-    shutil.copytree(tmp_path, run, symlinks=True)
-    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+class WorkflowCopy:
+    """A copy of the workflow and package beside a copy of a finished run, at the same relative
+    places (both mirrored under a new folder, mtimes kept), so that Snakemake sees the same input
+    paths and, before any edit, nothing to do: a test edits the copy's code, never the checkout's."""
 
-    def copy_plan() -> tuple[dict[str, int], str]:
-        command = snakemake_command(run, TINY, "--cores", "2", "--dry-run", "--quiet", "rules")
-        command[command.index("--snakefile") + 1] = str(repo / "Snakefile")
-        result = subprocess.run(command, capture_output=True, text=True, cwd=run, env=env)
+    def __init__(self, finished_run: Path) -> None:
+        work = Path(tempfile.mkdtemp(prefix="code-change", dir=finished_run.parent))
+        self.repo = work / ROOT.relative_to(ROOT.anchor)
+        self.run = work / finished_run.relative_to(finished_run.anchor)
+        self.repo.mkdir(parents=True)
+        for name in ("Snakefile", "workflow", "config", "profiles", "stn"):
+            if (ROOT / name).is_dir():
+                shutil.copytree(ROOT / name, self.repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(ROOT / name, self.repo / name)
+        shutil.copytree(finished_run, self.run, symlinks=True)
+        self.env = os.environ | {
+            "PYTHONPATH": os.pathsep.join([str(self.repo), os.environ.get("PYTHONPATH", "")])
+        }
+
+    def plan(self, config: dict) -> tuple[dict[str, int], str]:
+        """Rule name -> jobs a dry run of the copy would execute, and the dry run's output."""
+        command = snakemake_command(self.run, config, "--cores", "2", "--dry-run", "--quiet", "rules")
+        command[command.index("--snakefile") + 1] = str(self.repo / "Snakefile")
+        result = subprocess.run(command, capture_output=True, text=True, cwd=self.run, env=self.env)
         text = result.stdout + result.stderr
         assert result.returncode == 0, text
-        if "Nothing to be done" in text:
-            return {}, text
-        rows = re.finditer(r"^(\w+)\s+(\d+)$", text[text.index("job ") :], re.MULTILINE)
-        return {m[1]: int(m[2]) for m in rows if m[1] != "total"}, text
+        return jobs_of_dry_run(text), text
 
+    def edit(self, relative: str, text: str = "\n# edited\n") -> None:
+        """Append ``text`` (a comment: the checksum changes, nothing else) to a file of the copy."""
+        with open(self.repo / relative, "a") as source:
+            source.write(text)
+
+
+def test_a_code_edit_reruns_only_what_depends_on_it(tiny_run):
+    # Snakemake compares checksums, so the content must change, not only the time
+    copied = WorkflowCopy(tiny_run)
     checkout = (ROOT / "stn" / "networks.py").read_bytes()
-    assert copy_plan()[0] == planned_jobs(tmp_path, TINY)  # the same workflow on the same run
+    assert copied.plan(TINY)[0] == planned_jobs(tiny_run, TINY)  # the same workflow on the same run
 
-    def edit(relative: str) -> None:  # a comment: the checksum changes, nothing else
-        with open(repo / relative, "a") as source:
-            source.write("\n# edited\n")
-
+    repo = copied.repo
     others = [*(repo / "stn" / "data").glob("[sp][vl]*/*.*"), *(repo / "stn" / "backbones").glob("[sp]*.py")]
     assert {p.parent.name if p.parent.name != "backbones" else p.stem for p in others} == {"svhn", "plankton"}
     for path in others:  # SVHN's and Plankton's packages, schemas and backbones
-        edit(path.relative_to(repo).as_posix())
-    assert copy_plan()[0] == {}  # another data set's or backbone's code plans no MNIST job
-    edit("stn/paper_results.yaml")
-    jobs, _ = copy_plan()  # the paper's numbers: only what shows them
+        copied.edit(path.relative_to(repo).as_posix())
+    assert copied.plan(TINY)[0] == {}  # another data set's or backbone's code plans no MNIST job
+    copied.edit("stn/paper_results.yaml")
+    jobs, _ = copied.plan(TINY)  # the paper's numbers: only what shows them
     assert jobs == {"table": 2, "depth_figure": 1, "all": 1}
-    edit("stn/report/figures.py")
-    jobs, _ = copy_plan()  # the report's code: every table and figure again, no run
+    copied.edit("stn/report/figures.py")
+    jobs, _ = copied.plan(TINY)  # the report's code: every table and figure again, no run
     assert jobs["table"] == 2 and jobs["training_figure"] == 2 and jobs["proof_figure"] == 1
     assert not {"train", "evaluate", "rotation_analysis", "test_set", "prepare_data"} & set(jobs)
-    edit("stn/evaluation.py")
-    jobs, _ = copy_plan()  # the evaluation's code: every run re-evaluated, none retrained
+    copied.edit("stn/evaluation.py")
+    jobs, _ = copied.plan(TINY)  # the evaluation's code: every run re-evaluated, none retrained
     assert jobs["evaluate"] == 6 + ORACLE_RUNS and jobs["table"] == 2
     assert not {"train", "test_set", "prepare_data"} & set(jobs)
     marker = "stn imported from the copy"
-    with open(repo / "stn" / "networks.py", "a") as source:
-        source.write(f"\nimport sys  # noqa: E402\n\nprint({marker!r}, file=sys.stderr)\n")
-    jobs, text = copy_plan()
+    copied.edit("stn/networks.py", f"\nimport sys  # noqa: E402\n\nprint({marker!r}, file=sys.stderr)\n")
+    jobs, text = copied.plan(TINY)
     assert marker in text  # Snakemake imported the edited copy, not the checkout's package
     assert jobs["train"] == 6 + ORACLE_RUNS and "test_set" not in jobs  # a shared module: every run
     assert (ROOT / "stn" / "networks.py").read_bytes() == checkout
