@@ -36,6 +36,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.slurm_conf import SlurmNode, slurm_conf, slurmdbd_conf
+
 __all__ = ["LocalSlurm", "SlurmStartError"]
 
 # Debian keeps daemons in /usr/sbin, which is not always on PATH (e.g. CI shells).
@@ -397,46 +399,64 @@ class LocalSlurm:
             ],
         )
 
+    def _install_mariadb(self, datadir: Path, log: Path) -> None:
+        """A fresh MariaDB data directory in ``datadir``, mariadb-install-db's output in ``log``."""
+        with open(log, "wb") as fh:
+            # own session: on timeout kill the whole group (the script spawns
+            # a bootstrap mariadbd)
+            proc = subprocess.Popen(
+                [
+                    self._bin["mariadb-install-db"],
+                    "--no-defaults",
+                    f"--datadir={datadir}",
+                    "--user=root",
+                    "--auth-root-authentication-method=socket",
+                    "--skip-test-db",
+                    "--skip-name-resolve",
+                    "--innodb-use-native-aio=0",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            try:
+                rc = proc.wait(timeout=max(1.0, self._remaining()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                rc = None
+        if rc != 0:
+            status = "timed out" if rc is None else f"rc={rc}"
+            raise SlurmStartError(
+                f"mariadb-install-db failed ({status})\n--- tail of {log} ---\n{_tail(log)}"
+            )
+
+    def _mariadb_answers(self) -> bool:
+        """Whether MariaDB answers a query on its socket."""
+        if not self.mysql_socket.exists():
+            return False
+        res = self._quiet_run(
+            [
+                self._bin["mariadb"],
+                "--no-defaults",
+                f"--socket={self.mysql_socket}",
+                "--user=root",
+                "-e",
+                "SELECT 1",
+            ]
+        )
+        return res is not None and res.returncode == 0
+
     def _start_mariadb(self) -> None:
         d = self._path("mariadb")
         datadir = d / "data"
         d.mkdir(parents=True, exist_ok=True)
         self.mysql_socket = self._sockdir / "mysqld.sock"
         self.mysql_port = _free_port()
-        install_log = d / "install-db.log"
         if not (datadir / "mysql").exists():
-            with open(install_log, "wb") as fh:
-                # own session: on timeout kill the whole group (the script spawns
-                # a bootstrap mariadbd)
-                proc = subprocess.Popen(
-                    [
-                        self._bin["mariadb-install-db"],
-                        "--no-defaults",
-                        f"--datadir={datadir}",
-                        "--user=root",
-                        "--auth-root-authentication-method=socket",
-                        "--skip-test-db",
-                        "--skip-name-resolve",
-                        "--innodb-use-native-aio=0",
-                    ],
-                    stdin=subprocess.DEVNULL,
-                    stdout=fh,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-                try:
-                    rc = proc.wait(timeout=max(1.0, self._remaining()))
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-                    rc = None
-            if rc != 0:
-                status = "timed out" if rc is None else f"rc={rc}"
-                raise SlurmStartError(
-                    f"mariadb-install-db failed ({status})\n"
-                    f"--- tail of {install_log} ---\n{_tail(install_log)}"
-                )
+            self._install_mariadb(datadir, d / "install-db.log")
         log = d / "mariadbd.err"
         daemon = self._spawn(
             "mariadbd",
@@ -464,22 +484,7 @@ class LocalSlurm:
             [log],
         )
 
-        def ping() -> bool:
-            if not self.mysql_socket.exists():
-                return False
-            res = self._quiet_run(
-                [
-                    self._bin["mariadb"],
-                    "--no-defaults",
-                    f"--socket={self.mysql_socket}",
-                    "--user=root",
-                    "-e",
-                    "SELECT 1",
-                ]
-            )
-            return res is not None and res.returncode == 0
-
-        self._wait_for(daemon, "mariadbd ready", ping)
+        self._wait_for(daemon, "mariadbd ready", self._mariadb_answers)
         self.db_user = "slurm"
         self.db_pass = secrets.token_hex(12)
         self._mysql(
@@ -501,71 +506,28 @@ class LocalSlurm:
         self.dbd_port = _free_port()
         self.ctld_port = _free_port()
         self.slurmd_port = _free_port()
-        auth = f"AuthType=auth/munge\nAuthInfo=socket={self.munge_socket}\n"
         dbd_conf = etc / "slurmdbd.conf"
         dbd_conf.write_text(
-            auth + f"DbdHost=localhost\n"
-            f"DbdPort={self.dbd_port}\n"
-            f"SlurmUser=root\n"
-            f"DebugLevel=info\n"
-            f"LogFile={self._path('log', 'slurmdbd.log')}\n"
-            f"PidFile={self._path('run', 'slurmdbd.pid')}\n"
-            f"StorageType=accounting_storage/mysql\n"
-            f"StorageHost=127.0.0.1\n"
-            f"StoragePort={self.mysql_port}\n"
-            f"StorageUser={self.db_user}\n"
-            f"StoragePass={self.db_pass}\n"
-            f"StorageLoc=slurm_acct_db\n"
+            slurmdbd_conf(
+                munge_socket=self.munge_socket,
+                port=self.dbd_port,
+                log=self._path("log", "slurmdbd.log"),
+                pid=self._path("run", "slurmdbd.pid"),
+                mysql_port=self.mysql_port,
+                db_user=self.db_user,
+                db_pass=self.db_pass,
+            )
         )
         # slurmdbd refuses a config readable by others (it holds the DB password)
         os.chmod(dbd_conf, 0o600)
         conf = etc / "slurm.conf"
         conf.write_text(
-            f"ClusterName={self.cluster}\n"
-            f"SlurmctldHost={self.node}\n"
-            f"SlurmctldPort={self.ctld_port}\n"
-            f"SlurmdPort={self.slurmd_port}\n" + auth + "CredType=cred/munge\n"
-            "SlurmUser=root\n"
-            "SlurmdUser=root\n"
-            f"StateSaveLocation={self._path('state')}\n"
-            f"SlurmdSpoolDir={self._path('spool')}\n"
-            f"SlurmctldPidFile={self._path('run', 'slurmctld.pid')}\n"
-            f"SlurmdPidFile={self._path('run', 'slurmd.pid')}\n"
-            f"SlurmctldLogFile={self._path('log', 'slurmctld.log')}\n"
-            f"SlurmdLogFile={self._path('log', 'slurmd.log')}\n"
-            "SlurmctldDebug=info\n"
-            "SlurmdDebug=info\n"
-            "MailProg=/bin/true\n"
-            "MpiDefault=none\n"
-            "SwitchType=switch/none\n"
-            # no cgroups in containers / gVisor
-            "ProctrackType=proctrack/linuxproc\n"
-            "TaskPlugin=task/none\n"
-            "JobAcctGatherType=jobacct_gather/linux\n"
-            "JobAcctGatherFrequency=30\n"
-            "SchedulerType=sched/backfill\n"
-            "SelectType=select/cons_tres\n"
-            "SelectTypeParameters=CR_CPU_Memory\n"
-            "SlurmdParameters=config_overrides\n"
-            "ReturnToService=2\n"
-            "AccountingStorageType=accounting_storage/slurmdbd\n"
-            "AccountingStorageHost=localhost\n"
-            f"AccountingStoragePort={self.dbd_port}\n"
-            # clients talk to slurmdbd with the munge socket given here, not AuthInfo
-            f"AccountingStoragePass={self.munge_socket}\n"
-            "AccountingStorageEnforce=associations\n"
-            # keep `sbatch --comment` (snakemake: rule_<name>) visible in sacct
-            "AccountingStoreFlags=job_comment\n"
-            "JobCompType=jobcomp/none\n"
-            "InactiveLimit=0\n"
-            "KillWait=5\n"
-            "MinJobAge=300\n"
-            "SlurmctldTimeout=30\n"
-            "SlurmdTimeout=60\n"
-            f"NodeName={self.node} NodeAddr=127.0.0.1 CPUs={self.cpus} "
-            f"RealMemory={self.real_memory_mib} State=UNKNOWN\n"
-            f"PartitionName={self.partition} Nodes={self.node} Default=YES "
-            "MaxTime=INFINITE State=UP\n"
+            slurm_conf(
+                SlurmNode(self.cluster, self.node, self.partition, self.cpus, self.real_memory_mib),
+                munge_socket=self.munge_socket,
+                ports=(self.ctld_port, self.slurmd_port, self.dbd_port),
+                path=self._path,
+            )
         )
         conf.chmod(0o644)
         self.slurm_conf = conf
