@@ -1,6 +1,10 @@
-"""Shared fixtures: small real MNIST digits and tiny run configs."""
+"""Shared fixtures: small real MNIST digits, tiny run configs, copies of the checkout."""
 
 from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +13,8 @@ from stn.config import resolve_run_config
 from stn.data.base import Splits
 from stn.data.mnist import load_digits
 from tests.slurm_cluster import LocalSlurm
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY_BACKBONE = {"channels": [6, 8], "loc_channels": 4, "loc_hidden": 8}
 TINY_DEEP_TRAIN = {
@@ -50,6 +56,17 @@ def tiny_config(**overrides) -> dict:
     return resolve_run_config(config)
 
 
+def copy_checkout(destination: Path, names: Sequence[str]) -> None:
+    """Copy the checkout's files and folders ``names`` into ``destination`` (bytecode left out,
+    times kept): a workflow whose code a test may edit, or that edits to the checkout leave alone."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, destination / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(ROOT / name, destination / name)
+
+
 @pytest.fixture(scope="session")
 def slurm(tmp_path_factory) -> LocalSlurm:
     """A single-node SLURM cluster on localhost (skipped where it cannot run)."""
@@ -74,10 +91,10 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from importlib.metadata import version
 
-    pytest_version, xdist_version = (
-        tuple(map(int, version(name).split(".")[:2])) for name in ("pytest", "pytest-xdist")
-    )
-    if pytest_version >= (9, 2) and xdist_version <= (3, 8):
+    from packaging.version import Version  # a dependency of pytest
+
+    release = {name: Version(version(name)).release[:2] for name in ("pytest", "pytest-xdist")}
+    if release["pytest"] >= (9, 2) and release["pytest-xdist"] <= (3, 8):
         raise pytest.UsageError(
             f"pytest {version('pytest')} with pytest-xdist {version('pytest-xdist')} ignores xdist_group "
             "under --dist loadgroup (pytest-xdist#1386): install the test extra's pytest "

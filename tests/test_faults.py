@@ -35,7 +35,7 @@ from stn.evaluation import evaluate, prepare_test_set
 from stn.io import DamagedFileError, digest_path, load_torch, load_torch_verified, sha256sum
 from stn.train_log import TIMING_COLUMNS, read_log
 from stn.training import state_path, train
-from tests.conftest import tiny_config
+from tests.conftest import copy_checkout, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -161,12 +161,7 @@ def workflow_dir(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     if not snakemake.exists():
         snakemake = Path(shutil.which("snakemake") or pytest.skip("snakemake is not installed"))
     repo, directory = tmp_path / "repo", tmp_path / "run"
-    repo.mkdir()
-    for name in ("Snakefile", "environment.yml", "workflow", "stn", "profiles"):
-        if (ROOT / name).is_dir():
-            shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(ROOT / name, repo / name)
+    copy_checkout(repo, ("Snakefile", "environment.yml", "workflow", "stn", "profiles"))
     directory.mkdir()
     shutil.copy(ROOT / "run.sh", directory / "run.sh")
     (directory / ".venv" / "bin").mkdir(parents=True)

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.conftest import copy_checkout
 from tests.workflow import warm_snakemake
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -253,12 +254,7 @@ class WorkflowCopy:
         work = Path(tempfile.mkdtemp(prefix="code-change", dir=finished_run.parent))
         self.repo = work / ROOT.relative_to(ROOT.anchor)
         self.run = work / finished_run.relative_to(finished_run.anchor)
-        self.repo.mkdir(parents=True)
-        for name in ("Snakefile", "workflow", "config", "profiles", "stn"):
-            if (ROOT / name).is_dir():
-                shutil.copytree(ROOT / name, self.repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-            else:
-                shutil.copy2(ROOT / name, self.repo / name)
+        copy_checkout(self.repo, ("Snakefile", "workflow", "config", "profiles", "stn"))
         shutil.copytree(finished_run, self.run, symlinks=True)
         self.env = os.environ | {
             "PYTHONPATH": os.pathsep.join([str(self.repo), os.environ.get("PYTHONPATH", "")])
